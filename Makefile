@@ -1,0 +1,68 @@
+# collectd-stap. `make` builds the plugin; `make check` runs every test tier;
+# `make run` runs collectd with the plugin (in a VM when this kernel cannot
+# load modules). See README.md.
+
+CC ?= cc
+BUILD := build
+COLLECTD_INC := -I/usr/include/collectd/core/daemon -I/usr/include/collectd/core -I/usr/include/collectd
+CFLAGS_COMMON := -std=c11 -D_GNU_SOURCE -DHAVE_CONFIG_H -Wall -Wextra -Werror -O2 -g -pthread
+PLUGIN_CFLAGS := $(CFLAGS_COMMON) -fPIC $(COLLECTD_INC)
+
+# Sources that know nothing of collectd's core (unit-tested directly).
+CORE_SRC := plugin/record.c plugin/batch.c plugin/offset.c plugin/channel.c \
+            plugin/spawn.c plugin/config.c plugin/group.c
+PLUGIN_SRC := $(CORE_SRC) plugin/stap.c
+PLUGIN_HDR := $(wildcard plugin/*.h)
+
+# Debian packages each tier needs; `make deps-*' installs the missing ones.
+DEPS_BUILD := gcc make libc6-dev collectd-core collectd-dev
+DEPS_UNIT := $(DEPS_BUILD) libcmocka-dev libltdl-dev pkg-config
+DEPS_COLLECTD := $(DEPS_UNIT) python3
+DEPS_KERNEL := systemtap systemtap-runtime qemu-system-x86 busybox-static kmod \
+               iproute2 socat nftables xz-utils cpio procps
+
+.PHONY: all plugin check check-unit check-collectd check-kernel run bench \
+        clean format lint deps-build deps-unit deps-collectd deps-kernel
+
+all: plugin
+plugin: $(BUILD)/stap.so
+
+$(BUILD)/stap.so: $(PLUGIN_SRC) $(PLUGIN_HDR) | deps-build
+	@mkdir -p $(BUILD)
+	$(CC) $(PLUGIN_CFLAGS) -shared -o $@ $(PLUGIN_SRC) \
+	  -Wl,--version-script=plugin/exports.map -lm
+
+# Installs only what is missing, so a warm run does not touch apt.
+define apt_install
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "==> installing:" $$missing; \
+	  if [ "$$(id -u)" != 0 ]; then echo "need root to run: apt-get install $$missing" >&2; exit 1; fi; \
+	  { [ -n "$$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v lock)" ] || apt-get update -q; } && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
+	fi
+endef
+
+deps-build:
+	$(call apt_install,$(DEPS_BUILD))
+deps-unit:
+	$(call apt_install,$(DEPS_UNIT))
+deps-collectd:
+	$(call apt_install,$(DEPS_COLLECTD))
+deps-kernel:
+	$(call apt_install,$(DEPS_KERNEL))
+
+include $(sort $(wildcard mk/*.mk))
+
+check: check-unit check-collectd check-kernel
+	@echo "==> all test tiers passed"
+
+clean:
+	rm -rf $(BUILD)
+
+format:
+	clang-format -i plugin/*.c plugin/*.h tests/unit/*.c
+
+lint:
+	clang-format --dry-run --Werror plugin/*.c plugin/*.h tests/unit/*.c

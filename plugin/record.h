@@ -1,0 +1,56 @@
+/* One line of the record protocol (modules/PROTOCOL.md), parsed. */
+#ifndef COLLECTD_STAP_RECORD_H
+#define COLLECTD_STAP_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RECORD_PROTOCOL_VERSION 1
+/* Longest line accepted, without its newline. */
+#define RECORD_LINE_MAX 1023
+/* Longest name (group, plugin instance, type, type instance) plus NUL. */
+#define RECORD_NAME_SIZE 64
+/* collectd keeps 255 bytes of a notification message. */
+#define RECORD_TEXT_SIZE 256
+
+enum record_kind {
+  RECORD_HELLO,
+  RECORD_INFO,
+  RECORD_BEGIN,
+  RECORD_DERIVE,
+  RECORD_GAUGE,
+  RECORD_NOTIFY,
+  RECORD_END,
+};
+
+enum record_severity {
+  RECORD_FAILURE,
+  RECORD_WARNING,
+  RECORD_OKAY,
+};
+
+struct record {
+  enum record_kind kind;
+  unsigned long version;        /* hello */
+  char group[RECORD_NAME_SIZE]; /* hello */
+  uint64_t seq;                 /* begin, end */
+  uint64_t count;               /* end */
+  char plugin_instance[RECORD_NAME_SIZE];
+  char type[RECORD_NAME_SIZE];
+  char type_instance[RECORD_NAME_SIZE]; /* "" when the module wrote "-" */
+  int64_t derive;
+  double gauge;
+  enum record_severity severity;
+  char text[RECORD_TEXT_SIZE]; /* info, notify */
+};
+
+/* Parses one line (without its newline; len bytes, need not be
+ * NUL-terminated). Returns 0 and fills *r, or -1 and points *why at a static
+ * explanation. Never reads past len. */
+int record_parse(const char *line, size_t len, struct record *r,
+                 const char **why);
+
+/* Whether a record of this kind belongs inside a batch. */
+int record_in_batch(enum record_kind kind);
+
+#endif
