@@ -7,7 +7,7 @@
 # staprun is left behind.
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
-out=${1:-$top/build/collectd-test}
+out=$(realpath -m "${1:-$top/build/collectd-test}")
 rm -rf "$out"
 mkdir -p "$out/modules"
 cd "$out"
