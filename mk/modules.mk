@@ -1,0 +1,29 @@
+# SystemTap modules (modules/*.stp -> build/modules/KVER/collectd_stap_GROUP.ko).
+# Included by the top-level Makefile; also usable alone: make -f mk/modules.mk modules
+#
+#   make modules [KVER=6.1.0-56-amd64]   build the modules that are out of date
+#   make modules-lint [KVER=...]          stap -p2 each script against KVER (fast)
+#   make modules-force [KVER=...]         rebuild all modules
+#   make modules-clean                    remove build/modules
+#
+# KVER defaults (in the script) to the running kernel if its build tree exists, else to
+# Debian's current linux-image-amd64 kernel. The script serialises stap runs itself, so
+# `make -j` is safe.
+
+COLLECTD_STAP_TOP := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))..)
+BUILD_MODULES_SH  := $(COLLECTD_STAP_TOP)/scripts/build-modules.sh
+BUILD_MODULES_ARGS = $(if $(strip $(KVER)),--kver $(strip $(KVER)))
+
+.PHONY: modules modules-lint modules-force modules-clean
+
+modules:
+	@bash $(BUILD_MODULES_SH) $(BUILD_MODULES_ARGS)
+
+modules-lint:
+	@bash $(BUILD_MODULES_SH) --lint $(BUILD_MODULES_ARGS)
+
+modules-force:
+	@bash $(BUILD_MODULES_SH) --force $(BUILD_MODULES_ARGS)
+
+modules-clean:
+	rm -rf $(COLLECTD_STAP_TOP)/build/modules

@@ -1,0 +1,392 @@
+#!/usr/bin/env bash
+# Build the collectd-stap SystemTap modules (modules/*.stp) for one kernel.
+#
+# Usage: scripts/build-modules.sh [--lint] [--force] [--kver KVER] [GROUP...]
+#        (or KVER=... in the environment; `make modules KVER=...` passes it)
+#
+#   --lint    only run `stap -p2` (parse + resolve probes) for each module; fast.
+#   --force   rebuild even if the .ko is newer than its .stp and this script.
+#   GROUP     build only modules/GROUP.stp (default: every modules/*.stp).
+#
+# Output: build/modules/KVER/collectd_stap_GROUP.ko
+#
+# Why it looks like this:
+#  - Modules are built for a target kernel, usually not the one running here, so KVER
+#    defaults to the running kernel only if its build tree exists, else to the kernel
+#    ABI Debian's linux-image-amd64 metapackage currently points at (never hard-coded).
+#  - SystemTap 4.8's runtime does not compile against kernels that backported the
+#    task_work_cancel() -> task_work_cancel_func() rename (Debian 6.1.0-5x). We detect that
+#    from the target headers and, only then, build against a patched copy of the runtime
+#    kept at a stable cache path (a changing -R path would defeat stap's cache).
+#  - stap builds are CPU- and memory-heavy: one at a time, serialised with a lock.
+#
+# Environment:
+#   KVER               target kernel release (e.g. 6.1.0-56-amd64)
+#   STAP               stap binary (default: stap)
+#   MODULES_OUT        output root (default: <repo>/build/modules)
+#   STAP_EXTRA_FLAGS   extra flags for stap (e.g. "-DMAXMAPENTRIES=4096")
+#   SYSTEMTAP_DIR      stap's cache/state dir (default ~/.systemtap); keep it stable
+#   XDG_CACHE_HOME     the patched runtime lives under ${XDG_CACHE_HOME:-~/.cache}/collectd-stap
+
+set -euo pipefail
+
+PROG=build-modules
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SELF="$TOP/scripts/build-modules.sh"
+STAP=${STAP:-stap}
+OUT_ROOT=${MODULES_OUT:-$TOP/build/modules}
+CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/collectd-stap"
+STAP_RUNTIME_SRC=/usr/share/systemtap/runtime
+
+mode=build
+force=0
+groups=()
+
+die()  { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
+info() { printf '%s: %s\n' "$PROG" "$*"; }
+warn() { printf '%s: warning: %s\n' "$PROG" "$*" >&2; }
+
+now() { printf '%s' "${EPOCHREALTIME:-$(date +%s.%N)}"; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --lint) mode=lint ;;
+        --force) force=1 ;;
+        --kver) [ $# -ge 2 ] || die "--kver needs a value"; KVER=$2; shift ;;
+        --kver=*) KVER=${1#--kver=} ;;
+        KVER=*) KVER=${1#KVER=} ;;
+        -h|--help) sed -n '2,30p' "$SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -*) die "unknown option '$1' (try --help)" ;;
+        *) groups+=("${1%.stp}") ;;
+    esac
+    shift
+done
+
+# ---------------------------------------------------------------------------
+# Package installation
+
+# Run a command as root (directly, or through non-interactive sudo).
+as_root() {
+    if [ "$(id -u)" = 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        sudo -n "$@"
+    else
+        return 126
+    fi
+}
+
+apt_updated=0
+apt_has_lists() {
+    compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null
+}
+apt_update_once() {
+    [ "$apt_updated" = 1 ] && return 0
+    apt_updated=1
+    command -v apt-get >/dev/null 2>&1 || return 1
+    info "running apt-get update"
+    as_root apt-get update -qq >/dev/null || return 1
+}
+
+# pkg_install PKG WHY: install a Debian package or fail naming it and the exact command.
+pkg_install() {
+    local pkg=$1 why=$2 cmd="apt-get install -y --no-install-recommends $1"
+    command -v apt-get >/dev/null 2>&1 ||
+        die "missing $pkg ($why), and apt-get is not available. Install package $pkg by other means."
+    apt_has_lists || apt_update_once || true
+    if ! apt-cache show "$pkg" >/dev/null 2>&1; then
+        apt_update_once || true
+    fi
+    apt-cache show "$pkg" >/dev/null 2>&1 ||
+        die "missing package $pkg ($why) and apt does not know it. Run: apt-get update && $cmd
+  (if it still is unknown, that kernel's packages are gone from the archive: pick another KVER)"
+    info "installing $pkg ($why): $cmd"
+    local rc=0
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q --no-install-recommends "$pkg" \
+        >"${TMPDIR:-/tmp}/$PROG-apt.$$.log" 2>&1 || rc=$?
+    if [ "$rc" != 0 ]; then
+        tail -n 20 "${TMPDIR:-/tmp}/$PROG-apt.$$.log" >&2 || true
+        rm -f "${TMPDIR:-/tmp}/$PROG-apt.$$.log"
+        if [ "$rc" = 126 ]; then
+            die "missing package $pkg ($why) and not root (no passwordless sudo). Run: sudo $cmd"
+        fi
+        die "could not install package $pkg ($why). Run: $cmd"
+    fi
+    rm -f "${TMPDIR:-/tmp}/$PROG-apt.$$.log"
+}
+
+ensure_tools() {
+    if ! command -v "$STAP" >/dev/null 2>&1; then
+        pkg_install systemtap "the stap translator"
+        command -v "$STAP" >/dev/null 2>&1 || die "stap still not found after installing systemtap"
+    fi
+    [ -d "$STAP_RUNTIME_SRC" ] || pkg_install systemtap-runtime "SystemTap runtime sources"
+    command -v gcc >/dev/null 2>&1 || pkg_install gcc "C compiler for kernel modules"
+    command -v make >/dev/null 2>&1 || pkg_install make "kbuild"
+}
+
+# ---------------------------------------------------------------------------
+# Kernel release
+
+resolve_kver() {
+    if [ -n "${KVER:-}" ]; then
+        return 0
+    fi
+    local running
+    running=$(uname -r)
+    if [ -e "/lib/modules/$running/build" ]; then
+        KVER=$running
+        info "KVER=$KVER (the running kernel; its build tree exists)"
+        return 0
+    fi
+    command -v apt-cache >/dev/null 2>&1 ||
+        die "no build tree for the running kernel $running and no apt-cache to find Debian's kernel: pass KVER=..."
+    apt_has_lists || apt_update_once || true
+    local dep
+    dep=$(apt-cache depends linux-image-amd64 2>/dev/null |
+          awk '$1 ~ /^\|?Depends:$/ && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')
+    if [ -z "$dep" ]; then
+        apt_update_once || true
+        dep=$(apt-cache depends linux-image-amd64 2>/dev/null |
+              awk '$1 ~ /^\|?Depends:$/ && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')
+    fi
+    [ -n "$dep" ] ||
+        die "cannot resolve Debian's current kernel from the linux-image-amd64 metapackage. Run: apt-get update, or pass KVER=..."
+    KVER=${dep#linux-image-}
+    info "KVER=$KVER (from linux-image-amd64 -> $dep; the running kernel $running has no build tree)"
+}
+
+ensure_headers() {
+    BUILD_TREE=/lib/modules/$KVER/build
+    if [ ! -e "$BUILD_TREE/Makefile" ]; then
+        pkg_install "linux-headers-$KVER" "kernel headers for $KVER"
+    fi
+    [ -e "$BUILD_TREE/Makefile" ] ||
+        die "no kernel build tree at $BUILD_TREE even after installing linux-headers-$KVER. Run: apt-get install --reinstall linux-headers-$KVER"
+    BUILD_TREE=$(readlink -f "$BUILD_TREE")
+}
+
+# ---------------------------------------------------------------------------
+# SystemTap 4.8 runtime vs. task_work_cancel_func (see header comment)
+
+# Print the path of the target kernel's include/linux/task_work.h (Debian splits the
+# headers into an arch tree and a -common tree that the arch Makefile points to).
+find_task_work_h() {
+    local d
+    for d in "$BUILD_TREE" "$(readlink -f "$BUILD_TREE/source" 2>/dev/null || true)" \
+             $(sed -n 's/^[[:space:]]*include[[:space:]]\{1,\}\(\/[^[:space:]]*\)\/Makefile.*/\1/p;
+                       s/.*MAKEARGS[[:space:]]*:\{0,1\}=.*-C[[:space:]]*\([^[:space:]]*\).*/\1/p' \
+                   "$BUILD_TREE/Makefile" 2>/dev/null); do
+        [ -n "$d" ] && [ -f "$d/include/linux/task_work.h" ] && { printf '%s\n' "$d/include/linux/task_work.h"; return 0; }
+    done
+    d=$(find "$BUILD_TREE/" /usr/src -maxdepth 4 -path "*${KVER%-*}*/include/linux/task_work.h" 2>/dev/null | head -n 1)
+    [ -n "$d" ] && { printf '%s\n' "$d"; return 0; }
+    return 1
+}
+
+# Sets RUNTIME_FLAGS (array) to the -R option when the fix is needed.
+RUNTIME_FLAGS=()
+RUNTIME_NOTE="stock runtime"
+prepare_runtime() {
+    local twh rt_file=$STAP_RUNTIME_SRC/stp_task_work.c
+    twh=$(find_task_work_h) || { warn "cannot find include/linux/task_work.h for $KVER; using the stock runtime"; return 0; }
+    [ -f "$rt_file" ] || { warn "$rt_file not found; using the stock runtime"; return 0; }
+
+    local has_func=0 has_old=0 rt_uses_old=0
+    grep -q 'task_work_cancel_func[[:space:]]*(' "$twh" && has_func=1
+    # The old API: struct callback_head *task_work_cancel(struct task_struct *, task_work_func_t)
+    tr '\n' ' ' <"$twh" | grep -Eq '\*[[:space:]]*task_work_cancel[[:space:]]*\([^)]*task_work_func_t' && has_old=1
+    grep -q 'typeof(&task_work_cancel)' "$rt_file" &&
+        ! grep -q 'task_work_cancel_func' "$rt_file" && rt_uses_old=1
+
+    if [ "$has_func" = 1 ] && [ "$has_old" = 0 ] && [ "$rt_uses_old" = 1 ]; then
+        :
+    else
+        info "runtime fix not needed ($twh: task_work_cancel_func=$has_func, old task_work_cancel=$has_old; runtime uses old API=$rt_uses_old)"
+        return 0
+    fi
+
+    local stapver dir
+    stapver=$("$STAP" -V 2>&1 | sed -n 's/.*version \([0-9][0-9.]*\).*/\1/p' | head -n 1)
+    [ -n "$stapver" ] || stapver=unknown
+    dir="$CACHE_ROOT/stap-runtime-$stapver-fixed"
+    if [ ! -f "$dir/.collectd-stap-fixed" ]; then
+        info "kernel $KVER renamed task_work_cancel() to task_work_cancel_func(); creating a fixed runtime copy at $dir"
+        mkdir -p "$CACHE_ROOT"
+        local tmp
+        tmp=$(mktemp -d "$CACHE_ROOT/.runtime.XXXXXX")
+        cp -a "$STAP_RUNTIME_SRC/." "$tmp/"
+        chmod -R u+w "$tmp"
+        sed -i \
+            -e 's/typeof(&task_work_cancel)/typeof(\&task_work_cancel_func)/' \
+            -e 's/kallsyms_lookup_name("task_work_cancel")/kallsyms_lookup_name("task_work_cancel_func")/' \
+            "$tmp/stp_task_work.c"
+        if ! grep -q 'typeof(&task_work_cancel_func)' "$tmp/stp_task_work.c" ||
+           ! grep -q 'kallsyms_lookup_name("task_work_cancel_func")' "$tmp/stp_task_work.c"; then
+            rm -rf "$tmp"
+            die "patching $rt_file failed (did SystemTap change it?). Check the patterns in $SELF"
+        fi
+        printf 'source=%s\nkernel=%s\n' "$STAP_RUNTIME_SRC" "$KVER" >"$tmp/.collectd-stap-fixed"
+        rm -rf "$dir"
+        mv "$tmp" "$dir"
+    fi
+    RUNTIME_FLAGS=(-R "$dir")
+    RUNTIME_NOTE="fixed runtime $dir"
+    info "runtime fix needed: building with -R $dir"
+}
+
+# ---------------------------------------------------------------------------
+# Building
+
+# Run stap, show its "Pass N" lines with elapsed time, keep everything in $log.
+run_stap() {
+    local label=$1 log=$2 t0=$3
+    shift 3
+    local rc=0 line hb
+    : >"$log"
+    # Heartbeat: stap -v reports a pass only when it ends, and a cold pass 2 or 4 is silent
+    # for minutes.
+    (
+        sp=
+        trap '[ -n "$sp" ] && kill "$sp" 2>/dev/null; exit 0' TERM
+        while :; do
+            sleep 20 >/dev/null 2>&1 &
+            sp=$!
+            wait "$sp"
+            n=$(grep -c '^Pass [0-9]:' "$log" 2>/dev/null) || n=0
+            case $((n + 1)) in
+                1) what="pass 1 (parse)" ;;
+                2) what="pass 2 (resolve probes; a cold cache compiles tracepoint/type query modules)" ;;
+                3) what="pass 3 (translate)" ;;
+                4) what="pass 4 (compile the module with kbuild)" ;;
+                *) what="finishing" ;;
+            esac
+            printf '  [%s] %6ss  ... still in %s\n' "$label" "$(elapsed "$t0")" "$what"
+        done
+    ) &
+    hb=$!
+    set +e
+    "$@" 2>&1 | while IFS= read -r line; do
+        printf '%s\n' "$line" >>"$log"
+        case "$line" in
+            Pass\ [0-9]:*)
+                printf '  [%s] %6ss  %s\n' "$label" "$(elapsed "$t0")" \
+                    "$(printf '%s' "$line" | sed -e 's/ using [0-9]*virt\/[^ ]* kb,/,/' -e 's/\(.\{0,110\}\).*/\1/')" ;;
+        esac
+    done
+    rc=${PIPESTATUS[0]}
+    kill "$hb" 2>/dev/null
+    wait "$hb" 2>/dev/null
+    set -e
+    return "$rc"
+}
+
+show_failure() {
+    local label=$1 log=$2 what=$3
+    printf '%s: error: %s failed for %s; stap said:\n' "$PROG" "$what" "$label" >&2
+    grep -v '^Pass [0-9]:' "$log" | head -n 80 | sed 's/^/    /' >&2
+    [ "$(grep -vc '^Pass [0-9]:' "$log")" -le 80 ] || printf '    ... (full log: %s)\n' "$log" >&2
+    cat >&2 <<EOF
+  What to do:
+    - "semantic error" / "parse error": fix the script; \`make modules-lint KVER=$KVER\` is a fast check.
+    - errors in generated C or in the runtime (e.g. task_work): the kernel and SystemTap disagree;
+      see the runtime-fix logic in scripts/build-modules.sh (now using: $RUNTIME_NOTE).
+    - "missing ... debuginfo": the script uses a probe that needs kernel debuginfo; use a tracepoint.
+    - Full stap output: $log
+EOF
+}
+
+main() {
+    ensure_tools
+    resolve_kver
+    case "$KVER" in
+        */*|'') die "bad KVER '$KVER'" ;;
+    esac
+    ensure_headers
+
+    local out_dir="$OUT_ROOT/$KVER"
+    mkdir -p "$out_dir" "$CACHE_ROOT"
+
+    # One stap at a time on this host (they each want a full CPU and lots of memory).
+    exec 9>"$CACHE_ROOT/build.lock"
+    if ! flock -n 9; then
+        info "another module build is running; waiting for it"
+        flock 9
+    fi
+
+    prepare_runtime
+
+    local stps=() g
+    if [ ${#groups[@]} -eq 0 ]; then
+        shopt -s nullglob
+        stps=("$TOP"/modules/*.stp)
+        shopt -u nullglob
+        [ ${#stps[@]} -gt 0 ] || die "no modules/*.stp found under $TOP"
+    else
+        for g in "${groups[@]}"; do
+            [ -f "$TOP/modules/$g.stp" ] || die "no such module script: modules/$g.stp"
+            stps+=("$TOP/modules/$g.stp")
+        done
+    fi
+
+    info "SystemTap cache: ${SYSTEMTAP_DIR:-$HOME/.systemtap} (keep it stable for fast rebuilds)"
+    local failed=0 built=0 skipped=0 stp group name ko t0 log tmp
+    # shellcheck disable=SC2206
+    local extra=(${STAP_EXTRA_FLAGS:-})
+    for stp in "${stps[@]}"; do
+        group=$(basename "$stp" .stp)
+        case "$group" in
+            *[!a-z0-9_]*) warn "skipping $stp: group name must be [a-z0-9_]"; failed=1; continue ;;
+        esac
+        name="collectd_stap_$group"
+        ko="$out_dir/$name.ko"
+        log="$out_dir/.$name.$mode.log"
+        t0=$(now)
+
+        if [ "$mode" = lint ]; then
+            info "[$group] lint: stap -p2 -r $KVER $(basename "$stp")"
+            if run_stap "$group" "$log" "$t0" "$STAP" -v -p2 -m "$name" -r "$KVER" "${RUNTIME_FLAGS[@]}" "${extra[@]}" "$stp"; then
+                info "[$group] lint ok in $(elapsed "$t0")s"
+                grep -E '^WARNING' "$log" | grep -v 'Kernel function symbol table missing' |
+                    sed 's/^/    /' || true
+            else
+                show_failure "$group" "$log" "stap -p2"
+                failed=1
+            fi
+            continue
+        fi
+
+        if [ "$force" = 0 ] && [ -f "$ko" ] && [ "$ko" -nt "$stp" ] && [ "$ko" -nt "$SELF" ]; then
+            info "[$group] up to date: $ko"
+            skipped=$((skipped + 1))
+            continue
+        fi
+
+        info "[$group] building $name.ko for $KVER (stap -p4; a cold build takes minutes, a warm one seconds)"
+        tmp=$(mktemp -d "$out_dir/.build.XXXXXX")
+        if (cd "$tmp" && run_stap "$group" "$log" "$t0" "$STAP" -v -p4 -m "$name" -r "$KVER" \
+                "${RUNTIME_FLAGS[@]}" "${extra[@]}" "$stp") && [ -f "$tmp/$name.ko" ]; then
+            mv -f "$tmp/$name.ko" "$ko"
+            rm -rf "$tmp"
+            local vm
+            vm=$(modinfo -F vermagic "$ko" 2>/dev/null | awk '{print $1}') || vm=
+            if [ -n "$vm" ] && [ "$vm" != "$KVER" ]; then
+                warn "[$group] $ko has vermagic '$vm', expected '$KVER'"
+            fi
+            info "[$group] done in $(elapsed "$t0")s: $ko ($(du -k "$ko" | cut -f1) KB)"
+            built=$((built + 1))
+        else
+            rm -rf "$tmp"
+            show_failure "$group" "$log" "stap -p4 (build)"
+            failed=1
+        fi
+    done
+
+    if [ "$mode" = build ]; then
+        info "KVER=$KVER: $built built, $skipped up to date, runtime: $RUNTIME_NOTE"
+    fi
+    [ "$failed" = 0 ] || die "some modules failed (see above)"
+}
+
+main
