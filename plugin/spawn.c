@@ -93,6 +93,18 @@ static long now_ms(void) {
   return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void close_range_if(unsigned lo, unsigned hi) {
+  if (lo <= hi)
+    syscall(SYS_close_range, lo, hi, 0U);
+}
+
+static void close_all_but(int a, int b) {
+  unsigned lo = (unsigned)(a < b ? a : b), hi = (unsigned)(a < b ? b : a);
+  close_range_if(3, lo - 1);
+  close_range_if(lo + 1, hi - 1);
+  close_range_if(hi + 1, ~0U);
+}
+
 static _Noreturn void run_grandchild(const char *path, char *const argv[],
                                      char *const envp[], int out_w, int err_w,
                                      int status_w) {
@@ -139,6 +151,10 @@ static _Noreturn void run_keeper(const char *path, char *const argv[],
   }
   close(out_w);
   close(err_w);
+  /* Keep only our two pipes. Descriptors inherited from collectd include the
+   * control pipes of other groups' keepers: holding one would keep that
+   * keeper from seeing collectd go away. */
+  close_all_but(status_w, ctl_r);
   report(status_w, 'P', pid);
 
   int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -204,8 +220,15 @@ int child_spawn(struct child *c, const char *path, char *const argv[],
     rc = -errno;
     goto fail;
   }
-  if (keeper == 0)
+  if (keeper == 0) {
+    /* The parent's ends stay with the parent: a keeper holding the control
+     * pipe's write end would never see it close when collectd goes. */
+    close(out[0]);
+    close(err[0]);
+    close(st[0]);
+    close(ctl[1]);
     run_keeper(path, argv, envp, out[1], err[1], st[1], ctl[0]);
+  }
 
   close(out[1]);
   close(err[1]);
@@ -303,6 +326,14 @@ void child_close(struct child *c) {
     if (*fds[i] >= 0)
       close(*fds[i]);
     *fds[i] = -1;
+  }
+  /* A keeper that reported the end exits at once: reap it, so that a host
+   * that does not ignore SIGCHLD keeps no zombie (with SIGCHLD ignored this
+   * returns ECHILD once it is gone). */
+  if (c->exited && c->keeper > 0) {
+    while (waitpid(c->keeper, NULL, 0) < 0 && errno == EINTR)
+      ;
+    c->keeper = -1;
   }
 }
 
