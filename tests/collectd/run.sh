@@ -105,7 +105,8 @@ check "threshold WARNING for climbing retransmits" [ -n "$warn_line" ]
 first_rate=$(sed -n "${warn_line:-0}s/.*is currently \([0-9.]*\).*/\1/p" "$log")
 check "the WARNING came in the first climbing interval (rate $first_rate/s, 10-30 expected)" \
   awk -v r="${first_rate:-0}" 'BEGIN{exit !(r >= 10 && r <= 30)}'
-check "threshold OKAY after retransmits went flat" [ -n "$okay_line" ] && [ "${okay_line:-0}" -gt "${warn_line:-0}" ]
+okay_after_warning() { [ -n "$okay_line" ] && [ -n "$warn_line" ] && [ "$okay_line" -gt "$warn_line" ]; }
+check "threshold OKAY after retransmits went flat" okay_after_warning
 no_failure() { ! grep -q 'severity = FAILURE.*type_instance = retransmits' "$log"; }
 check "no FAILURE (rate stayed below FailureMax 50/s)" no_failure
 check "staprun's ERROR line is logged" grep -q 'simulated module failure' "$log"
