@@ -1,0 +1,25 @@
+# Kernel tier: Debian's real kernel under qemu runs the real collectd, plugin,
+# staprun and prebuilt modules against real traffic (tests/kernel/*.sh).
+# Evidence stays in build/kernel-test/ (console.log, collectd.log, csv/, ...).
+.PHONY: check-kernel kernel-kver
+
+KERNEL_TEST_TIMEOUT ?= 1200
+
+# The kernel the VM boots: KVER if given, else Debian's current one. Modules
+# are built for exactly that kernel.
+kernel-kver:
+	@apt-cache depends linux-image-amd64 >/dev/null 2>&1 || apt-get update -q >/dev/null
+	@bash -c '. scripts/vm/common.sh && vm_resolve_kver "$(KVER)"'
+
+check-kernel: $(BUILD)/stap.so | deps-kernel deps-collectd
+	@kver=$$($(MAKE) -s --no-print-directory kernel-kver) && \
+	echo "==> kernel test on Debian kernel $$kver (qemu, TCG)" && \
+	$(MAKE) --no-print-directory modules KVER=$$kver && \
+	rm -rf $(BUILD)/kernel-test && \
+	scripts/vm/run-guest.sh --kver $$kver --results $(abspath $(BUILD))/kernel-test \
+	  --timeout $(KERNEL_TEST_TIMEOUT) tests/kernel/tcp.sh
+
+# make run [DURATION=seconds]: see scripts/run.sh.
+.PHONY: run
+run: | deps-kernel deps-collectd
+	@DURATION=$(DURATION) scripts/run.sh

@@ -1,0 +1,218 @@
+#!/bin/bash
+# Kernel test, group tcp (runs inside the VM, see scripts/vm/run-guest.sh):
+# the real collectd loads build/stap.so, which loads the prebuilt
+# collectd_stap_tcp.ko with the real staprun on Debian's kernel. netem loss on
+# lo makes real retransmits. Asserts:
+#  (a) the plugin's retransmit counter moved and agrees with the kernel's
+#      Tcp RetransSegs (tolerance below);
+#  (b) the threshold plugin, configured with the shipped snippet, logged a
+#      WARNING while loss was on and an OKAY after it was removed;
+#  (c) after collectd stops, no staprun/stapio and no collectd_stap_* module
+#      remain.
+# Leaves collectd.log, csv/, and the measurements in $GUEST_RESULTS.
+set -u
+top=$(cd "$(dirname "$0")/../.." && pwd)
+. "$top/tests/kernel/lib.sh"
+out=${GUEST_RESULTS:?run me through scripts/vm/run-guest.sh}
+kver=${GUEST_KVER:-$(uname -r)}
+modules=$top/build/modules/$kver
+port=5001
+
+pass=0
+fail=0
+ok() { echo "PASS: $*"; pass=$((pass + 1)); }
+bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
+check() {
+  local what=$1
+  shift
+  if "$@"; then ok "$what"; else bad "$what"; fi
+}
+say() { echo "--- $*"; }
+no_staprun() { ! pgrep -x 'staprun|stapio' >/dev/null; }
+no_module() { ! grep -q '^collectd_stap_' /proc/modules; }
+
+[ -f "$modules/collectd_stap_tcp.ko" ] || {
+  echo "FAIL: $modules/collectd_stap_tcp.ko missing (make modules KVER=$kver)"
+  exit 1
+}
+
+# Real module output for modules/tcp.md's example: staprun alone, 1 s batches.
+say "raw module output (staprun alone, 3 s, light loss)"
+netem_loss_start 20 >/dev/null 2>&1
+staprun "$modules/collectd_stap_tcp.ko" interval_ms=1000 >"$out/tcp-module-output.txt" 2>"$out/tcp-module-stderr.txt" &
+spid=$!
+wait_for 60 grep -q '^end ' "$out/tcp-module-output.txt"
+tcp_transfers 3 100000 $((port + 1)) 20 >/dev/null 2>&1
+kill -INT $spid
+wait $spid
+netem_stop >/dev/null 2>&1
+sed 's/^/  /' "$out/tcp-module-output.txt" | head -30
+wait_for 30 no_module
+
+# collectd with the shipped snippets; only install paths are changed.
+for f in stap.conf stap-thresholds.conf; do
+  sed "s|/usr/share/collectd/stap.types.db|$top/collectd.conf.d/stap.types.db|" \
+    "$top/collectd.conf.d/$f" >"$out/$f"
+done
+rm -rf "$out/csv"
+cat >"$out/collectd.conf" <<CONF
+Hostname "stapvm"
+Interval 1
+BaseDir "/tmp"
+PIDFile "/tmp/collectd.pid"
+LoadPlugin logfile
+<Plugin logfile>
+  LogLevel info
+  File "$out/collectd.log"
+  Timestamp true
+</Plugin>
+LoadPlugin csv
+<Plugin csv>
+  DataDir "$out/csv"
+  StoreRates false
+</Plugin>
+PluginDir "$top/build"
+Include "$out/stap.conf"
+PluginDir "/usr/lib/collectd"
+Include "$out/stap-thresholds.conf"
+<Plugin stap>
+  ModuleDir "$modules"
+</Plugin>
+CONF
+: >"$out/collectd.log"
+
+r0=$(snmp_counter Tcp RetransSegs)
+f0=$(snmp_counter TcpExt TCPRetransFail)
+say "RetransSegs before collectd: $r0"
+collectd -f -C "$out/collectd.conf" >"$out/collectd.stdout" 2>&1 &
+cpid=$!
+
+csvdir=$out/csv/stapvm/stap-tcp
+total() { tail -n +2 "$csvdir"/protocol_counter-retransmits-20* 2>/dev/null | tail -1 | cut -d, -f2; }
+has_value() { [ -n "$(total)" ]; }
+t_start=$(date +%s)
+if ! wait_for 120 has_value; then
+  bad "no retransmit value from collectd within 120 s"
+  cat "$out/collectd.log"
+fi
+say "first value after $(($(date +%s) - t_start)) s: $(total)"
+
+# Quiet phase: no loss, light traffic; the value must stay flat.
+tcp_transfers 5 20000 $port 30 >/dev/null
+sleep 3
+quiet=$(total)
+
+# Eight streams of short transfers: each new connection sends its first
+# flight into the loss, so retransmits keep coming at several per second
+# instead of one stream stalling in exponential RTO backoff.
+say "loss phase: netem 20% on lo, 8 parallel streams of 20 kB transfers for about 15 s"
+lines_on=$(wc -l <"$out/collectd.log")
+t_on=$(date +%s)
+netem_loss_start 20
+gens=()
+for i in 0 1 2 3 4 5 6 7; do
+  tcp_transfers 1000 20000 $((port + i * 10)) 15 >"$out/transfers-$i.txt" 2>/dev/null &
+  gens+=($!)
+done
+wait "${gens[@]}"
+cat "$out"/transfers-*.txt | sed 's/^/  /'
+netem_stop
+t_off=$(date +%s)
+lines_off=$(wc -l <"$out/collectd.log")
+say "loss was on for $((t_off - t_on)) s"
+
+# Let the last retransmit timers fire and two more batches arrive with the
+# value unchanged.
+stable() {
+  local a b
+  a=$(total)
+  sleep 2.5
+  b=$(total)
+  [ "$a" = "$b" ]
+}
+wait_for 60 stable
+okay_seen() { tail -n +"$((lines_off + 1))" "$out/collectd.log" | grep -q 'severity = OKAY.*type_instance = retransmits'; }
+wait_for 30 okay_seen
+r1=$(snmp_counter Tcp RetransSegs)
+f1=$(snmp_counter TcpExt TCPRetransFail)
+v=$(total)
+
+say "stopping collectd"
+kill -INT $cpid
+t_stop=$(date +%s)
+for _ in $(seq 1 300); do kill -0 $cpid 2>/dev/null || break; sleep 0.1; done
+kill -0 $cpid 2>/dev/null && { bad "collectd still running 30 s after SIGINT"; kill -9 $cpid; }
+wait $cpid
+say "collectd exited after $(($(date +%s) - t_stop)) s"
+
+# (a) agreement with the kernel's counter.
+delta=$((r1 - r0))
+fails=$((f1 - f0))
+diff=$((v - delta))
+[ $diff -lt 0 ] && adiff=$((-diff)) || adiff=$diff
+# Tolerance: the module adds the same tcp_skb_pcount the kernel adds, at the
+# same place, so the only expected differences are retransmits that failed
+# locally (counted by the kernel, no tracepoint: TcpExt TCPRetransFail) and
+# anything between reading RetransSegs and the module's load (nothing runs
+# then). Allow 2 segments or 2% of the total for scheduling at the edges.
+tol=$((delta / 50))
+[ $tol -lt 2 ] && tol=2
+tol=$((tol + fails))
+{
+  echo "retransmits (plugin, csv last value): $v"
+  echo "Tcp RetransSegs delta over the run:   $delta ($r0 -> $r1)"
+  echo "TcpExt TCPRetransFail delta:          $fails"
+  echo "difference: $diff, tolerance: $tol"
+  echo "value during the quiet phase: $quiet"
+} | tee "$out/measurements.txt"
+check "(a) retransmits moved under loss (>= 20)" [ "${v:-0}" -ge 20 ]
+check "(a) plugin agrees with RetransSegs: |$v - $delta| = $adiff <= $tol" [ "$adiff" -le "$tol" ]
+check "(a) no retransmits counted before loss (quiet value $quiet)" [ "${quiet:-x}" = 0 ]
+port_sum=0
+for f in "$csvdir"/protocol_counter-retransmits-port-*; do
+  [ -e "$f" ] || continue
+  n=$(tail -1 "$f" | cut -d, -f2)
+  echo "  $(basename "$f" | sed 's/-20[0-9-]*$//'): $n"
+  port_sum=$((port_sum + n))
+done
+check "(a) per-port series sum to the total ($port_sum = $v)" [ "$port_sum" = "$v" ]
+check "(a) the service port $port has its own series" \
+  test -n "$(ls "$csvdir"/protocol_counter-retransmits-port-$port-20* 2>/dev/null)"
+
+# (b) the shipped threshold.
+log=$out/collectd.log
+warn=$(grep -n 'severity = WARNING.*plugin = stap, plugin_instance = tcp, type = protocol_counter, type_instance = retransmits' "$log" | head -1)
+warn_line=${warn%%:*}
+okay=$(tail -n +"$((lines_off + 1))" "$log" | grep 'severity = OKAY.*type_instance = retransmits' | head -1)
+echo "threshold notifications:"
+grep 'Notification:.*retransmits' "$log" | sed 's/^/  /' | tee "$out/notifications.txt"
+in_loss_window() { [ -n "$warn_line" ] && [ "$warn_line" -gt "$lines_on" ] && [ "$warn_line" -le "$lines_off" ]; }
+check "(b) WARNING logged while loss was on (log lines $lines_on..$lines_off, found at ${warn_line:-none})" in_loss_window
+# The promise: a WARNING within one interval of retransmits starting to climb,
+# i.e. at the first batch whose rate is above the shipped WarningMax. The
+# log's stamps are whole seconds, the csv's are not: allow 1 s for rounding.
+warn_max=$(awk '$1 == "WarningMax" {print $2; exit}' "$top/collectd.conf.d/stap-thresholds.conf")
+t_climb=$(awk -F, -v max="$warn_max" 'NR > 1 {
+    if (pt != "" && ($2 - p) / ($1 - pt) > max) { printf "%d\n", $1; exit }
+    p = $2; pt = $1 }' "$csvdir"/protocol_counter-retransmits-20*)
+if [ -n "$warn" ] && [ -n "$t_climb" ]; then
+  t_warn=$(date -d "$(sed 's/^[0-9]*:\[\([^]]*\)\].*/\1/' <<<"$warn")" +%s)
+  {
+    echo "loss on at $(date -d @"$t_on" +%T), first batch above WarningMax $warn_max/s at $(date -d @"$t_climb" +%T), WARNING at $(date -d @"$t_warn" +%T)"
+    echo "WARNING $((t_warn - t_climb)) s after the first batch above the line (interval 1 s)"
+  } | tee -a "$out/measurements.txt"
+  check "(b) WARNING within one interval of the climb (<= 1 s + 1 s stamp rounding)" [ $((t_warn - t_climb)) -le 1 ]
+else
+  bad "(b) no climb above WarningMax ($warn_max/s) in the csv, or no WARNING"
+fi
+check "(b) OKAY logged after loss was removed" [ -n "$okay" ]
+
+# (c) nothing left behind.
+sleep 1
+check "(c) no staprun or stapio process" no_staprun
+check "(c) no collectd_stap_* module loaded" no_module
+check "(c) collectd logged a clean stop" grep -q 'group tcp: staprun stopped (exited with status 0)' "$log"
+cat /proc/modules | grep -i stap >"$out/modules-after.txt" || true
+
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
