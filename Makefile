@@ -18,7 +18,7 @@ PLUGIN_HDR := $(wildcard plugin/*.h)
 DEPS_BUILD := gcc make libc6-dev collectd-core collectd-dev
 DEPS_UNIT := $(DEPS_BUILD) libcmocka-dev libltdl-dev pkg-config
 DEPS_COLLECTD := $(DEPS_UNIT) python3
-DEPS_KERNEL := systemtap systemtap-runtime qemu-system-x86 busybox-static kmod \
+DEPS_KERNEL := systemtap systemtap-runtime qemu-system-x86 busybox-static kmod python3 \
                iproute2 socat nftables xz-utils cpio procps
 
 .PHONY: all plugin check check-unit check-collectd check-kernel run bench \

@@ -70,14 +70,14 @@ if [ $in_guest = 1 ]; then
   . "$top/tests/kernel/lib.sh"
   dir=/tmp/collectd-stap-run
   write_conf "$dir" "$top/build/modules/$(uname -r)"
-  # Light traffic: transfers every few seconds; 10 s of 10% loss every 30 s.
+  # Light traffic: 10 s of 10% loss on lo in every 30 s, connections all along.
   (
-    n=0
     while :; do
-      if [ $((n % 6)) = 2 ]; then netem_loss_start 10 >/dev/null 2>&1; fi
-      if [ $((n % 6)) = 4 ]; then netem_stop >/dev/null 2>&1; fi
-      tcp_transfers 5 100000 5001 5 >/dev/null 2>&1 || true
-      n=$((n + 1))
+      "$top/tests/kernel/tcp_load.py" 5001 10 2 20000 0.1 >/dev/null 2>&1
+      netem_loss_start 10 >/dev/null 2>&1
+      "$top/tests/kernel/tcp_load.py" 5001 10 2 20000 0.1 >/dev/null 2>&1
+      netem_stop >/dev/null 2>&1
+      "$top/tests/kernel/tcp_load.py" 5001 10 2 20000 0.1 >/dev/null 2>&1
     done
   ) &
   gen=$!

@@ -97,28 +97,28 @@ if ! wait_for 120 has_value; then
 fi
 say "first value after $(($(date +%s) - t_start)) s: $(total)"
 
-# Quiet phase: no loss, light traffic; the value must stay flat.
+# Quiet phase: no loss, light traffic; the value must stay (nearly) flat.
 tcp_transfers 5 20000 $port 30 >/dev/null
 sleep 3
 quiet=$(total)
 
-# Eight streams of short transfers: each new connection sends its first
-# flight into the loss, so retransmits keep coming at several per second
-# instead of one stream stalling in exponential RTO backoff.
-say "loss phase: netem 20% on lo, 8 parallel streams of 20 kB transfers for about 15 s"
+# Steady load (tests/kernel/tcp_load.py): eight clients connecting over and
+# over, so every connection sends its first flight into the loss and
+# retransmits come at several per second, however slow the emulated CPU.
+# The load runs on after the loss is removed, so the OKAY comes from traffic
+# that no longer loses anything, not from traffic stopping.
+say "loss phase: 8 clients of 20 kB transfers for 25 s; netem 20% on lo for the first 15 s"
 lines_on=$(wc -l <"$out/collectd.log")
 t_on=$(date +%s)
 netem_loss_start 20
-gens=()
-for i in 0 1 2 3 4 5 6 7; do
-  tcp_transfers 1000 20000 $((port + i * 10)) 15 >"$out/transfers-$i.txt" 2>/dev/null &
-  gens+=($!)
-done
-wait "${gens[@]}"
-cat "$out"/transfers-*.txt | sed 's/^/  /'
+"$top/tests/kernel/tcp_load.py" $port 25 8 20000 >"$out/transfers.txt" &
+load=$!
+sleep 15
 netem_stop
 t_off=$(date +%s)
 lines_off=$(wc -l <"$out/collectd.log")
+wait $load
+sed 's/^/  /' "$out/transfers.txt"
 say "loss was on for $((t_off - t_on)) s"
 
 # Let the last retransmit timers fire and two more batches arrive with the
@@ -167,7 +167,10 @@ tol=$((tol + fails))
 } | tee "$out/measurements.txt"
 check "(a) retransmits moved under loss (>= 20)" [ "${v:-0}" -ge 20 ]
 check "(a) plugin agrees with RetransSegs: |$v - $delta| = $adiff <= $tol" [ "$adiff" -le "$tol" ]
-check "(a) no retransmits counted before loss (quiet value $quiet)" [ "${quiet:-x}" = 0 ]
+# Without loss, loopback under an emulated CPU still sees the odd spurious
+# retransmit (a tail loss probe or an RTO fired while the guest was slow); a
+# handful is fine, a climb is not.
+check "(a) at most 5 retransmits before loss (quiet value $quiet)" [ "${quiet:-99}" -le 5 ]
 port_sum=0
 for f in "$csvdir"/protocol_counter-retransmits-port-*; do
   [ -e "$f" ] || continue
