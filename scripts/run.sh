@@ -32,6 +32,8 @@ write_conf() { # dir moduledir
       "$top/collectd.conf.d/$f" >"$dir/$f"
   done
   cat >"$dir/collectd.conf" <<CONF
+# No DNS lookup of the host name: the VM has no resolver.
+FQDNLookup false
 Interval ${RUN_INTERVAL:-2}
 BaseDir "$dir"
 PIDFile "$dir/collectd.pid"
