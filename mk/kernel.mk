@@ -1,6 +1,8 @@
 # Kernel tier: Debian's real kernel under qemu runs the real collectd, plugin,
-# staprun and prebuilt modules against real traffic (tests/kernel/*.sh).
-# Evidence stays in build/kernel-test/ (console.log, collectd.log, csv/, ...).
+# staprun and prebuilt modules against real traffic: every group's scenario in
+# tests/kernel/groups/ (or GROUPS="tcp udp"), in one VM boot. Evidence stays in
+# build/kernel-test/ (console.log, and per group: collectd.log, csv/,
+# measurements, the module's raw output).
 .PHONY: check-kernel kernel-kver
 
 KERNEL_TEST_TIMEOUT ?= 1200
@@ -17,7 +19,7 @@ check-kernel: $(BUILD)/stap.so | deps-kernel deps-collectd
 	$(MAKE) --no-print-directory modules KVER=$$kver && \
 	rm -rf $(BUILD)/kernel-test && \
 	scripts/vm/run-guest.sh --kver $$kver --results $(abspath $(BUILD))/kernel-test \
-	  --timeout $(KERNEL_TEST_TIMEOUT) tests/kernel/tcp.sh
+	  --timeout $(KERNEL_TEST_TIMEOUT) tests/kernel/run-all.sh $(GROUPS)
 
 # make run [DURATION=seconds]: see scripts/run.sh.
 .PHONY: run

@@ -1,0 +1,136 @@
+# tests/kernel/scenario.sh -- sourced by each group's kernel scenario
+# (tests/kernel/groups/GROUP.sh), which runs inside the VM through
+# tests/kernel/run-all.sh. Gives a scenario:
+#   top, kver, modules, out (its own results directory), and lib.sh
+#   ok/bad/check DESC CMD.../say     counted assertions and progress lines
+#   kt_require_module GROUP          fail early when the .ko was not built
+#   kt_collectd_conf GROUP [FILE...] collectd.conf with the shipped stap.conf
+#                                    (only GROUP's <Group> block kept) and
+#                                    the given extra snippets (shipped names
+#                                    from collectd.conf.d/, e.g.
+#                                    stap-thresholds.conf)
+#   kt_collectd_start CSVFILE        start collectd, wait for a first value
+#   kt_collectd_stop                 SIGINT, bounded wait, then checks that
+#                                    no staprun/stapio and no module is left
+#   kt_csv DIR/NAME                  all values of a csv series (one a line)
+#   kt_last DIR/NAME                 its last value
+#   kt_done                          the "N passed, N failed" line; status
+set -u
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+. "$top/tests/kernel/lib.sh"
+out=${GUEST_RESULTS:?run me through tests/kernel/run-all.sh in the VM}
+kver=${GUEST_KVER:-$(uname -r)}
+modules=$top/build/modules/$kver
+host=stapvm
+csv=$out/csv/$host
+
+pass=0
+fail=0
+ok() { echo "PASS: $*"; pass=$((pass + 1)); }
+bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
+check() {
+  local what=$1
+  shift
+  if "$@"; then ok "$what"; else bad "$what"; fi
+}
+say() { echo "--- $*"; }
+no_staprun() { ! pgrep -x 'staprun|stapio' >/dev/null; }
+no_module() { ! grep -q '^collectd_stap_' /proc/modules; }
+
+kt_require_module() {
+  [ -f "$modules/collectd_stap_$1.ko" ] && return 0
+  bad "$modules/collectd_stap_$1.ko missing (make modules KVER=$kver)"
+  kt_done
+  exit 1
+}
+
+# The shipped stap.conf, with the install path of the types.db pointed at
+# this tree and every <Group> block but GROUP's removed.
+kt_snippet() { # GROUP FILE
+  sed "s|/usr/share/collectd/stap.types.db|$top/collectd.conf.d/stap.types.db|" \
+    "$top/collectd.conf.d/$2" |
+    awk -v g="$1" '
+      /^[ \t]*<Group "/ { split($0, q, "\""); skip = (q[2] != g) }
+      !skip { print }
+      /^[ \t]*<\/Group>/ { skip = 0 }'
+}
+
+kt_collectd_conf() { # GROUP [SNIPPET...]
+  local group=$1 f
+  shift
+  kt_snippet "$group" stap.conf >"$out/stap.conf"
+  {
+    cat <<CONF
+Hostname "$host"
+Interval 1
+BaseDir "/tmp"
+PIDFile "/tmp/collectd.pid"
+LoadPlugin logfile
+<Plugin logfile>
+  LogLevel info
+  File "$out/collectd.log"
+  Timestamp true
+</Plugin>
+LoadPlugin csv
+<Plugin csv>
+  DataDir "$out/csv"
+  StoreRates false
+</Plugin>
+PluginDir "$top/build"
+Include "$out/stap.conf"
+PluginDir "/usr/lib/collectd"
+CONF
+    for f in "$@"; do
+      kt_snippet "$group" "$f" >"$out/$f"
+      echo "Include \"$out/$f\""
+    done
+    cat <<CONF
+<Plugin stap>
+  ModuleDir "$modules"
+</Plugin>
+CONF
+  } >"$out/collectd.conf"
+  rm -rf "$out/csv"
+  : >"$out/collectd.log"
+}
+
+kt_csv() { tail -n +2 "$1"-20* 2>/dev/null | cut -d, -f2; }
+kt_last() { kt_csv "$1" | tail -1; }
+
+kt_collectd_start() { # CSVFILE (without the -DATE suffix)
+  local first=$1 t0
+  collectd -f -C "$out/collectd.conf" >"$out/collectd.stdout" 2>&1 &
+  kt_cpid=$!
+  t0=$(date +%s)
+  _kt_has_value() { [ -n "$(kt_last "$first")" ]; }
+  if ! wait_for 120 _kt_has_value; then
+    bad "no value in ${first#$out/} within 120 s"
+    tail -20 "$out/collectd.log"
+    return 1
+  fi
+  say "collectd up, first value after $(($(date +%s) - t0)) s"
+}
+
+kt_collectd_stop() {
+  local t0 group=${1:-}
+  kill -INT "$kt_cpid" 2>/dev/null
+  t0=$(date +%s)
+  for _ in $(seq 1 300); do kill -0 "$kt_cpid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$kt_cpid" 2>/dev/null; then
+    bad "collectd still running 30 s after SIGINT"
+    kill -9 "$kt_cpid"
+  fi
+  wait "$kt_cpid"
+  say "collectd exited after $(($(date +%s) - t0)) s"
+  sleep 1
+  check "(c) no staprun or stapio process after collectd stopped" no_staprun
+  check "(c) no collectd_stap_* module loaded after collectd stopped" no_module
+  [ -z "$group" ] ||
+    check "(c) clean stop of group $group logged" \
+      grep -q "group $group: staprun stopped (exited with status 0)" "$out/collectd.log"
+}
+
+kt_done() {
+  echo "$pass passed, $fail failed"
+  [ "$fail" = 0 ]
+}
