@@ -1,0 +1,664 @@
+/* The group supervisor against tests/fake-staprun, which replays a module
+ * session written by each test (its header lists the directives). What the
+ * group dispatches goes to the recorder in helpers.c, what it logs to the
+ * captured log. Every test ends by checking that no process is left. */
+#include "helpers.h"
+
+#include "plugin/group.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+
+#define RELEASE "6.1.0-test-amd64"
+
+struct fixture {
+  char *dir;
+  char module[PATH_MAX];
+  struct plugin_config pcfg;
+  struct group_config gcfg;
+  struct group g;
+  bool inited, started;
+  bool hung; /* group_join did not return: the thread still uses g */
+};
+
+static int setup(void **state) {
+  struct fixture *f = calloc(1, sizeof(*f));
+  if (f == NULL || (f->dir = tmpdir_new()) == NULL)
+    return -1;
+  snprintf(f->module, sizeof(f->module), "%s/collectd_stap_tcp.ko", f->dir);
+  config_defaults(&f->pcfg);
+  snprintf(f->pcfg.staprun, sizeof(f->pcfg.staprun), "%s", FAKE_STAPRUN);
+  f->pcfg.restart_delay_ms = 100;
+  f->pcfg.restart_delay_max_ms = 400;
+  f->pcfg.stop_timeout_ms = WAIT_MS / 2;
+  snprintf(f->gcfg.name, sizeof(f->gcfg.name), "tcp");
+  snprintf(f->gcfg.module, sizeof(f->gcfg.module), "%s", f->module);
+  f->gcfg.interval_ms = 1000;
+  f->gcfg.max_batch_records = 4096;
+  f->gcfg.max_series = 4096;
+  log_reset();
+  recorder_reset();
+  *state = f;
+  return 0;
+}
+
+/* The pids of staprun (the fake) the group logged as started. */
+static size_t started_pids(pid_t *out, size_t max) {
+  size_t n = 0;
+  struct log_entry e;
+  for (size_t i = 0; log_get(i, &e); i++) {
+    const char *p = strstr(e.msg, " (pid ");
+    if (strstr(e.msg, ": started ") != NULL && p != NULL && n < max)
+      out[n++] = (pid_t)atoi(p + 6);
+  }
+  return n;
+}
+
+struct joiner {
+  struct group *g;
+  pthread_mutex_t lock;
+  pthread_cond_t done_cv;
+  bool done;
+};
+
+static void *join_thread(void *arg) {
+  struct joiner *j = arg;
+  group_join(j->g);
+  pthread_mutex_lock(&j->lock);
+  j->done = true;
+  pthread_cond_signal(&j->done_cv);
+  pthread_mutex_unlock(&j->lock);
+  return NULL;
+}
+
+/* group_join, but a join that hangs fails the test instead of the whole
+ * run: after WAIT_MS the fakes are killed to free the thread. Returns
+ * whether group_join returned by itself. */
+static bool join_bounded(struct fixture *f) {
+  struct joiner *j = malloc(sizeof(*j)); /* leaked if the join never ends */
+  assert_non_null(j);
+  *j = (struct joiner){.g = &f->g,
+                       .lock = PTHREAD_MUTEX_INITIALIZER,
+                       .done_cv = PTHREAD_COND_INITIALIZER};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, join_thread, j), 0);
+  bool in_time = true;
+  for (int attempt = 0; attempt < 2; attempt++) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += WAIT_MS / 1000;
+    pthread_mutex_lock(&j->lock);
+    while (!j->done &&
+           pthread_cond_timedwait(&j->done_cv, &j->lock, &until) == 0)
+      ;
+    bool done = j->done;
+    pthread_mutex_unlock(&j->lock);
+    if (done) {
+      pthread_join(t, NULL);
+      free(j);
+      f->started = false;
+      return in_time;
+    }
+    in_time = false;
+    pid_t pids[64];
+    size_t n = started_pids(pids, ARRAY_SIZE(pids));
+    for (size_t i = 0; i < n; i++)
+      kill(pids[i], SIGKILL);
+  }
+  pthread_detach(t);
+  f->hung = true;
+  return false;
+}
+
+/* Also the way out of a failed test: the thread and the fake are stopped. */
+static int teardown(void **state) {
+  struct fixture *f = *state;
+  if (f->started) {
+    group_request_stop(&f->g);
+    join_bounded(f);
+  }
+  if (f->hung)
+    return -1; /* the thread still uses the fixture: leave it */
+  if (f->inited)
+    group_destroy(&f->g);
+  tmpdir_remove(f->dir);
+  free(f->dir);
+  free(f);
+  return 0;
+}
+
+/* Writes the replay file MODULE, or MODULE.N for the N-th start. */
+static void replay(struct fixture *f, int run, const char *text) {
+  char path[PATH_MAX + 16];
+  if (run == 0)
+    snprintf(path, sizeof(path), "%s", f->module);
+  else
+    snprintf(path, sizeof(path), "%s.%d", f->module, run);
+  write_file(path, text);
+}
+
+static void start(struct fixture *f) {
+  assert_int_equal(group_init(&f->g, &f->pcfg, &f->gcfg, RELEASE), 0);
+  f->inited = true;
+  assert_int_equal(group_start(&f->g, test_thread_create), 0);
+  f->started = true;
+}
+
+static struct group_stats stats(struct fixture *f) {
+  struct group_stats s;
+  group_stats_get(&f->g, &s);
+  return s;
+}
+
+/* Stops the group and checks that nothing is left running: neither any
+ * staprun it started nor any child of this process (a keeper). Returns how
+ * long the stop took (ms). */
+static uint64_t stop(struct fixture *f) {
+  uint64_t t0 = now_ms();
+  group_request_stop(&f->g);
+  if (!join_bounded(f)) {
+    log_dump();
+    fail_msg("group_join did not return within %d ms", WAIT_MS);
+  }
+  uint64_t took = now_ms() - t0;
+
+  pid_t pids[64];
+  size_t n = started_pids(pids, ARRAY_SIZE(pids));
+  for (size_t i = 0; i < n; i++)
+    if (!pid_wait_gone(pids[i], WAIT_MS))
+      fail_msg("staprun (pid %d) still runs after group_join", (int)pids[i]);
+  pid_t kids[8];
+  size_t nkids = child_processes(kids, ARRAY_SIZE(kids));
+  if (nkids != 0)
+    fail_msg("%zu child process(es) left after group_join, e.g. pid %d", nkids,
+             (int)kids[0]);
+  assert_false(stats(f).running);
+  return took;
+}
+
+#define WAIT_LOG(level, ...)                                                   \
+  do {                                                                         \
+    if (!log_wait(level, __VA_ARGS__))                                         \
+      assert_logged(level, __VA_ARGS__);                                       \
+  } while (0)
+
+#define WAIT_VALUES(n)                                                         \
+  do {                                                                         \
+    if (!recorder_wait(n, WAIT_MS)) {                                          \
+      log_dump();                                                              \
+      fail_msg("%zu values dispatched, expected %d", recorder_size(),          \
+               (int)(n));                                                      \
+    }                                                                          \
+  } while (0)
+
+static struct dispatched nth(size_t i) {
+  struct dispatched d;
+  assert_true(recorder_get(i, &d));
+  return d;
+}
+
+static void test_normal_session(void **state) {
+  struct fixture *f = *state;
+  f->gcfg.nparams = 1;
+  snprintf(f->gcfg.params[0].name, CONFIG_PARAM_NAME_SIZE, "port");
+  snprintf(f->gcfg.params[0].value, CONFIG_PARAM_VALUE_SIZE, "5001");
+  replay(f, 0,
+         "hello 1 tcp\n"
+         "info probes tcp:tcp_retransmit_skb=yes\n"
+         "begin 1\n"
+         "derive tcp protocol_counter retransmits 3\n"
+         "gauge tcp-5001 gauge - 1.5\n"
+         "notify warning tcp protocol_counter retransmits climbing fast\n"
+         "end 1 3\n"
+         "begin 2\n"
+         "derive tcp protocol_counter retransmits 5\n"
+         "end 2 1\n"
+         "info batch 2 done\n" /* logged once batch 2 is fully counted */
+         "@stderr WARNING: staprun has something to say\n"
+         "@wait-term\n");
+  start(f);
+  WAIT_LOG(LOG_INFO, "group tcp: module says: batch 2 done");
+  WAIT_LOG(LOG_WARNING, "group tcp: staprun: WARNING: staprun has something");
+  assert_int_equal(recorder_size(), 4);
+
+  struct dispatched d = nth(0);
+  assert_int_equal(d.kind, RECORD_DERIVE);
+  assert_string_equal(d.group, "tcp");
+  assert_int_equal(d.interval_ms, 1000);
+  assert_string_equal(d.plugin_instance, "tcp");
+  assert_string_equal(d.type, "protocol_counter");
+  assert_string_equal(d.type_instance, "retransmits");
+  assert_int_equal(d.derive, 3);
+  d = nth(1);
+  assert_int_equal(d.kind, RECORD_GAUGE);
+  assert_string_equal(d.plugin_instance, "tcp-5001");
+  assert_string_equal(d.type, "gauge");
+  assert_string_equal(d.type_instance, "");
+  assert_true(d.gauge == 1.5);
+  d = nth(2);
+  assert_int_equal(d.kind, RECORD_NOTIFY);
+  assert_int_equal(d.severity, RECORD_WARNING);
+  assert_string_equal(d.type_instance, "retransmits");
+  assert_string_equal(d.text, "climbing fast");
+  d = nth(3);
+  assert_int_equal(d.derive, 5);
+
+  struct group_stats s = stats(f);
+  assert_true(s.running);
+  assert_int_equal(s.starts, 1);
+  assert_int_equal(s.restarts, 0);
+  assert_int_equal(s.batches, 2);
+  assert_int_equal(s.bad_lines + s.discarded + s.gaps + s.series_dropped, 0);
+  assert_logged(LOG_INFO, "group tcp: module says: probes tcp:tcp_retransmit");
+  assert_logged(LOG_INFO, "group tcp: module ", " is up (protocol version 1)");
+  assert_logged(LOG_INFO, "group tcp: started " FAKE_STAPRUN " (pid ");
+
+  /* staprun MODULE interval_ms=... and the group's Params. */
+  char path[PATH_MAX + 16];
+  snprintf(path, sizeof(path), "%s.args", f->module);
+  char *args = read_file(path);
+  assert_non_null(args);
+  assert_string_equal(args, "interval_ms=1000 port=5001\n");
+  free(args);
+
+  stop(f);
+  assert_logged(LOG_INFO, "group tcp: staprun stopped (exited with status 0)");
+  assert_not_logged(LOG_ANY, "restarting");
+  assert_not_logged(LOG_ERR, "");
+  assert_int_equal(recorder_size(), 4);
+}
+
+/* The first run dies after one batch; the second starts its counter from 0
+ * again, and the dispatched values carry on from the first run's. */
+static void crash_and_restart(struct fixture *f, const char *how_it_dies,
+                              const char *log_says) {
+  char first[512];
+  snprintf(first, sizeof(first),
+           "hello 1 tcp\n"
+           "begin 1\n"
+           "derive tcp protocol_counter retransmits 5\n"
+           "derive tcp protocol_counter other 100\n"
+           "end 1 2\n"
+           "%s\n",
+           how_it_dies);
+  replay(f, 1, first);
+  /* Retransmits in the new run's first batch may exceed the old run's
+   * last value: the restart, not a drop, says the counter began anew. */
+  replay(f, 2,
+         "hello 1 tcp\n"
+         "begin 1\n"
+         "derive tcp protocol_counter retransmits 6\n"
+         "end 1 1\n"
+         "begin 2\n"
+         "derive tcp protocol_counter retransmits 8\n"
+         "derive tcp protocol_counter other 1\n"
+         "end 2 2\n"
+         "info run 2 batch 2 done\n"
+         "@wait-term\n");
+  replay(f, 0, "@exit 3\n"); /* a third run is not expected */
+  start(f);
+  WAIT_LOG(LOG_INFO, "module says: run 2 batch 2 done");
+  assert_int_equal(recorder_size(), 5);
+
+  int64_t v[8];
+  assert_int_equal(recorder_derives("retransmits", v, 8), 3);
+  assert_int_equal(v[0], 5);
+  assert_int_equal(v[1], 11);
+  assert_int_equal(v[2], 13);
+  assert_int_equal(recorder_derives("other", v, 8), 2);
+  assert_int_equal(v[0], 100);
+  assert_int_equal(v[1], 101);
+
+  assert_logged(LOG_ERR, "group tcp: staprun on ", log_says, RELEASE);
+  assert_logged(LOG_NOTICE, "group tcp: restarting staprun in 0.1 s");
+  struct group_stats s = stats(f);
+  assert_int_equal(s.starts, 2);
+  assert_int_equal(s.restarts, 1);
+  assert_int_equal(s.batches, 3);
+  assert_true(s.running);
+  stop(f);
+  assert_not_logged(LOG_ERR, "exited with status 3");
+}
+
+static void test_counters_monotonic_after_exit(void **state) {
+  crash_and_restart(*state, "@exit 1", "exited with status 1");
+}
+
+static void test_counters_monotonic_after_signal(void **state) {
+  crash_and_restart(*state, "@kill-self 9", "was killed by signal 9");
+}
+
+static bool five_restarts_logged(void *arg) {
+  (void)arg;
+  return log_count(LOG_NOTICE, "restarting staprun in") >= 5;
+}
+
+static void test_restart_backoff(void **state) {
+  struct fixture *f = *state;
+  replay(f, 0, "@stderr ERROR: simulated failure\n@exit 1\n");
+  start(f);
+  wait_until(five_restarts_logged, NULL, WAIT_MS);
+  stop(f);
+
+  /* Delays 0.1, 0.2, 0.4 (RestartDelayMax), 0.4, ... */
+
+  const char *want[] = {"0.1 s", "0.2 s", "0.4 s", "0.4 s", "0.4 s"};
+  const unsigned want_ms[] = {100, 200, 400, 400, 400};
+  struct log_entry e, prev = {0};
+  size_t k = 0;
+  for (size_t i = 0; log_get(i, &e) && k < ARRAY_SIZE(want); i++) {
+    if (strstr(e.msg, "restarting staprun in") == NULL)
+      continue;
+    if (strstr(e.msg, want[k]) == NULL)
+      fail_msg("restart %zu: \"%s\", expected a delay of %s", k + 1, e.msg,
+               want[k]);
+    /* A restart waits its delay before the next run (which then fails). */
+    if (k > 0 && e.at_ms - prev.at_ms < want_ms[k - 1])
+      fail_msg("restart %zu came %llu ms after the previous, before its "
+               "delay of %u ms",
+               k + 1, (unsigned long long)(e.at_ms - prev.at_ms),
+               want_ms[k - 1]);
+    prev = e;
+    k++;
+  }
+  if (k < ARRAY_SIZE(want)) {
+    log_dump();
+    fail_msg("%zu restarts logged, expected at least %zu", k, ARRAY_SIZE(want));
+  }
+  struct group_stats s = stats(f);
+  assert_true(s.restarts >= 4);
+  assert_true(s.starts == s.restarts || s.starts == s.restarts + 1);
+  assert_not_logged(LOG_NOTICE, "restarting staprun in 0.8 s");
+  assert_logged(LOG_ERR, "exited with status 1", "it said: ERROR: simulated");
+}
+
+static void test_hint_for_function_not_implemented(void **state) {
+  struct fixture *f = *state;
+  replay(f, 0,
+         "@stderr ERROR: Couldn't insert module '/tmp/x.ko': Function not "
+         "implemented\n"
+         "@exit 1\n");
+  start(f);
+  WAIT_LOG(LOG_ERR, "CONFIG_MODULES");
+  stop(f);
+  char on[PATH_MAX + 32];
+  snprintf(on, sizeof(on), "staprun on %s exited with status 1", f->module);
+  assert_logged(LOG_ERR, "group tcp: ", on,
+                "; it said: ERROR: Couldn't insert module '/tmp/x.ko': "
+                "Function not implemented; this kernel cannot load modules",
+                "(kernel " RELEASE ")");
+  /* The line itself is logged as staprun printed it. */
+  assert_logged(LOG_ERR, "group tcp: staprun: ERROR: Couldn't insert module");
+}
+
+static void test_stop_plays_end_probes(void **state) {
+  struct fixture *f = *state;
+  replay(f, 0,
+         "hello 1 tcp\n"
+         "begin 1\n"
+         "derive tcp protocol_counter retransmits 1\n"
+         "end 1 1\n"
+         "@wait-term\n"
+         "@on-term\n"
+         "begin 2\n"
+         "derive tcp protocol_counter retransmits 9\n"
+         "end 2 1\n");
+  start(f);
+  WAIT_VALUES(1);
+  stop(f);
+  int64_t v[4];
+  assert_int_equal(recorder_derives("retransmits", v, 4), 2);
+  assert_int_equal(v[1], 9); /* the final batch, printed after SIGTERM */
+  assert_int_equal(stats(f).batches, 2);
+  assert_logged(LOG_INFO, "group tcp: staprun stopped (exited with status 0)");
+  assert_not_logged(LOG_ANY, "discarded");
+  assert_not_logged(LOG_WARNING, "StopTimeout");
+}
+
+static void test_stop_kills_after_stop_timeout(void **state) {
+  struct fixture *f = *state;
+  f->pcfg.stop_timeout_ms = 300;
+  replay(f, 0,
+         "hello 1 tcp\n"
+         "@ignore-term\n"
+         "begin 1\n"
+         "derive tcp protocol_counter retransmits 1\n"
+         "end 1 1\n"
+         "@wait-term\n");
+  start(f);
+  WAIT_VALUES(1); /* so SIGTERM is ignored by now */
+  uint64_t took = stop(f);
+  assert_true(took >= 300);
+  assert_logged(LOG_WARNING, "group tcp: staprun (pid ",
+                "did not stop within StopTimeout (300 ms); killing it");
+  assert_logged(LOG_INFO, "group tcp: staprun stopped (was killed by signal 9");
+}
+
+static void refused(struct fixture *f, const char *hello,
+                    const char *const needles[]) {
+  char text[256];
+  snprintf(text, sizeof(text),
+           "%s\n"
+           "begin 1\n"
+           "derive tcp protocol_counter retransmits 1\n"
+           "end 1 1\n"
+           "@wait-term\n",
+           hello);
+  replay(f, 0, text);
+  start(f);
+  if (!log_wait_v(LOG_ERR, needles, WAIT_MS))
+    assert_logged_v(LOG_ERR, needles, __FILE__, __LINE__);
+  /* The module is stopped and retried only after RestartDelayMax. */
+  WAIT_LOG(LOG_NOTICE, "group tcp: restarting staprun in");
+  struct log_entry e;
+  assert_true(log_find(LOG_NOTICE, &e, "restarting staprun in"));
+  if (strstr(e.msg, "in 0.4 s") == NULL)
+    fail_msg("\"%s\": expected RestartDelayMax, 0.4 s", e.msg);
+  assert_false(stats(f).running);
+  stop(f);
+  assert_int_equal(recorder_size(), 0);
+}
+
+static void test_protocol_version_mismatch(void **state) {
+  struct fixture *f = *state;
+  char module[PATH_MAX + 16];
+  snprintf(module, sizeof(module), "module %s speaks", f->module);
+  refused(f, "hello 2 tcp",
+          NEEDLES("group tcp: ", module,
+                  "record protocol version 2, this plugin speaks version 1",
+                  "Rebuild the module"));
+}
+
+static void test_module_of_another_group(void **state) {
+  struct fixture *f = *state;
+  refused(f, "hello 1 udp",
+          NEEDLES("group tcp: ", "says it is group \"udp\"",
+                  "collectd_stap_tcp.ko"));
+}
+
+static void test_missing_module(void **state) {
+  struct fixture *f = *state;
+  snprintf(f->gcfg.module, sizeof(f->gcfg.module), "%s/missing.ko", f->dir);
+  start(f);
+  char what[PATH_MAX + 32];
+  snprintf(what, sizeof(what), "module %s/missing.ko: No such file", f->dir);
+  WAIT_LOG(LOG_ERR, "group tcp: ", what, "make modules KVER=" RELEASE);
+  stop(f);
+  assert_int_equal(stats(f).starts, 0);
+}
+
+static void test_module_is_a_directory(void **state) {
+  struct fixture *f = *state;
+  snprintf(f->gcfg.module, sizeof(f->gcfg.module), "%s", f->dir);
+  start(f);
+  WAIT_LOG(LOG_ERR, "group tcp: module ", ": not a regular file");
+  stop(f);
+  assert_int_equal(stats(f).starts, 0);
+}
+
+static void test_missing_staprun(void **state) {
+  struct fixture *f = *state;
+  replay(f, 0, "hello 1 tcp\n@wait-term\n");
+  snprintf(f->pcfg.staprun, sizeof(f->pcfg.staprun), "/nonexistent/staprun");
+  start(f);
+  WAIT_LOG(LOG_ERR, "group tcp: Staprun /nonexistent/staprun: No such file",
+           "apt-get install systemtap-runtime");
+  stop(f);
+  assert_int_equal(stats(f).starts, 0);
+}
+
+static void test_refused_value_is_logged(void **state) {
+  struct fixture *f = *state;
+  recorder_refuse_type("no_such_type");
+  replay(f, 0,
+         "hello 1 tcp\n"
+         "begin 1\n"
+         "derive tcp no_such_type x 1\n"
+         "derive tcp protocol_counter retransmits 2\n"
+         "end 1 2\n"
+         "@wait-term\n");
+  start(f);
+  WAIT_VALUES(1);
+  stop(f);
+  assert_int_equal(recorder_size(), 1);
+  assert_string_equal(nth(0).type, "protocol_counter");
+  assert_logged(LOG_WARNING, "group tcp: value tcp/no_such_type/x not "
+                             "dispatched: test recorder refuses this type");
+}
+
+static void test_bad_lines_counted_and_rate_limited(void **state) {
+  struct fixture *f = *state;
+  char text[4096] = "hello 1 tcp\n";
+  for (int i = 0; i < 25; i++) {
+    size_t len = strlen(text);
+    snprintf(text + len, sizeof(text) - len, "garbage %d\n", i);
+  }
+  strcat(text, "begin 1\n"
+               "derive tcp protocol_counter retransmits 1\n"
+               "end 1 1\n"
+               "@wait-term\n");
+  replay(f, 0, text);
+  start(f);
+  WAIT_VALUES(1);
+  assert_int_equal(stats(f).bad_lines, 25);
+  stop(f);
+  assert_logged(LOG_WARNING,
+                "group tcp: bad line from the module (unknown record type): "
+                "garbage 0");
+  /* Ten lines a minute per group, the rest suppressed. */
+  assert_int_equal(log_count(LOG_WARNING, "bad line from the module"), 10);
+  assert_not_logged(LOG_WARNING, "garbage 10");
+}
+
+static void test_max_series(void **state) {
+  struct fixture *f = *state;
+  f->gcfg.max_series = 2;
+  replay(f, 0,
+         "hello 1 tcp\n"
+         "begin 1\n"
+         "derive tcp protocol_counter a 1\n"
+         "derive tcp protocol_counter b 1\n"
+         "derive tcp protocol_counter c 1\n"
+         "gauge tcp gauge d 1\n"
+         "end 1 4\n"
+         "@wait-term\n");
+  start(f);
+  WAIT_VALUES(3);
+  stop(f);
+  assert_int_equal(recorder_size(), 3); /* gauges need no series slot */
+  assert_int_equal(stats(f).series_dropped, 1);
+  assert_logged(LOG_WARNING, "group tcp: more than MaxSeries (2)",
+                "tcp/protocol_counter/c is not dispatched");
+}
+
+static void test_gaps_and_discarded_batches(void **state) {
+  struct fixture *f = *state;
+  replay(f, 0,
+         "hello 1 tcp\n"
+         "begin 1\nend 1 0\n"
+         "begin 3\nend 3 0\n"
+         "begin 4\nderive tcp protocol_counter x 1\nend 4 2\n"
+         "begin 5\nderive tcp protocol_counter x 1\n"
+         "@exit 0\n");
+  replay(f, 2, "@wait-term\n");
+  start(f);
+  WAIT_LOG(LOG_NOTICE, "restarting");
+  stop(f);
+  struct group_stats s = stats(f);
+  assert_int_equal(s.batches, 2);
+  assert_int_equal(s.gaps, 1);
+  assert_int_equal(s.discarded, 2);
+  assert_logged(LOG_WARNING, "group tcp: 1 batch(es) missing before batch 3");
+  assert_logged(LOG_WARNING, "batch discarded: end COUNT differs");
+  assert_logged(LOG_WARNING,
+                "batch discarded: the module's output ended inside it");
+  assert_int_equal(recorder_size(), 0);
+}
+
+static void test_overlong_line(void **state) {
+  struct fixture *f = *state;
+  char *text = malloc(8192);
+  assert_non_null(text);
+  strcpy(text, "hello 1 tcp\nbegin 1\nderive tcp protocol_counter x 1\n");
+  size_t len = strlen(text);
+  memset(text + len, 'x', 3000);
+  strcpy(text + len + 3000, "\nend 1 1\n"
+                            "begin 2\nderive tcp protocol_counter x 2\n"
+                            "end 2 1\n@wait-term\n");
+  replay(f, 0, text);
+  free(text);
+  start(f);
+  WAIT_VALUES(1);
+  stop(f);
+  assert_int_equal(recorder_size(), 1);
+  assert_int_equal(nth(0).derive, 2);
+  struct group_stats s = stats(f);
+  assert_int_equal(s.bad_lines, 1);
+  assert_int_equal(s.discarded, 1);
+  assert_logged(LOG_WARNING, "bad line from the module (longer than 1023");
+}
+
+static void test_hints(void **state) {
+  (void)state;
+  assert_null(group_hint(""));
+  assert_null(group_hint("ERROR: something else entirely"));
+  assert_non_null(strstr(group_hint("insmod: File exists"), "already loaded"));
+  assert_non_null(
+      strstr(group_hint("ERROR: Key was rejected by service"), "sign"));
+  assert_non_null(
+      strstr(group_hint("Operation not permitted"), "collectd needs root"));
+  assert_non_null(
+      strstr(group_hint("Invalid module format"), "built for another kernel"));
+  assert_non_null(strstr(group_hint("No such file or directory"), "missing"));
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      T(test_normal_session),
+      T(test_counters_monotonic_after_exit),
+      T(test_counters_monotonic_after_signal),
+      T(test_restart_backoff),
+      T(test_hint_for_function_not_implemented),
+      T(test_stop_plays_end_probes),
+      T(test_stop_kills_after_stop_timeout),
+      T(test_protocol_version_mismatch),
+      T(test_module_of_another_group),
+      T(test_missing_module),
+      T(test_module_is_a_directory),
+      T(test_missing_staprun),
+      T(test_refused_value_is_logged),
+      T(test_bad_lines_counted_and_rate_limited),
+      T(test_max_series),
+      T(test_gaps_and_discarded_batches),
+      T(test_overlong_line),
+      T(test_hints),
+  };
+  unit_filter_from_env();
+  return cmocka_run_group_tests_name("group", tests, NULL, NULL);
+}

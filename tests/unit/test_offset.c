@@ -1,0 +1,186 @@
+/* offsets_*: counters stay monotonic across module restarts
+ * (modules/PROTOCOL.md, "Counters across module restarts"). */
+#include "helpers.h"
+
+#include "plugin/offset.h"
+
+#include <stdio.h>
+
+/* The value offsets_apply dispatches for key/raw; fails on a full table. */
+#define APPLY(o, key, raw) apply_at(o, key, raw, __FILE__, __LINE__)
+
+static int64_t apply_at(struct offsets *o, const char *key, int64_t raw,
+                        const char *file, int at) {
+  int64_t out = -12345;
+  if (offsets_apply(o, key, raw, &out) != 0) {
+    print_error("offsets_apply(%s, %lld) failed\n", key, (long long)raw);
+    _fail(file, at);
+  }
+  return out;
+}
+
+static void test_new_needs_room(void **state) {
+  (void)state;
+  assert_null(offsets_new(0));
+  struct offsets *o = offsets_new(1);
+  assert_non_null(o);
+  assert_int_equal(offsets_count(o), 0);
+  offsets_free(o);
+  offsets_free(NULL);
+}
+
+static void test_values_pass_through_in_first_session(void **state) {
+  (void)state;
+  struct offsets *o = offsets_new(16);
+  offsets_new_session(o); /* the first hello: nothing to carry */
+  assert_int_equal(APPLY(o, "a", 0), 0);
+  assert_int_equal(APPLY(o, "a", 5), 5);
+  assert_int_equal(APPLY(o, "a", 5), 5);
+  assert_int_equal(APPLY(o, "a", 9), 9);
+  assert_int_equal(offsets_count(o), 1);
+  offsets_free(o);
+}
+
+static void test_monotonic_across_sessions(void **state) {
+  (void)state;
+  struct offsets *o = offsets_new(16);
+  assert_int_equal(APPLY(o, "a", 10), 10);
+  offsets_new_session(o); /* the module was reloaded: raw restarts at 0 */
+  assert_int_equal(APPLY(o, "a", 0), 10);
+  assert_int_equal(APPLY(o, "a", 3), 13);
+  offsets_new_session(o);
+  assert_int_equal(APPLY(o, "a", 1), 14);
+  /* A session that restarts at a value above the previous one still adds. */
+  offsets_new_session(o);
+  assert_int_equal(APPLY(o, "a", 20), 34);
+  offsets_free(o);
+}
+
+static void test_session_without_values(void **state) {
+  (void)state;
+  struct offsets *o = offsets_new(16);
+  assert_int_equal(APPLY(o, "a", 7), 7);
+  offsets_new_session(o);
+  offsets_new_session(o); /* a session that crashed before any batch */
+  assert_int_equal(APPLY(o, "a", 2), 9);
+  offsets_free(o);
+}
+
+static void test_reset_within_session(void **state) {
+  (void)state;
+  struct offsets *o = offsets_new(16);
+  assert_int_equal(APPLY(o, "a", 10), 10);
+  assert_int_equal(APPLY(o, "a", 4), 14); /* went back: a reset */
+  assert_int_equal(APPLY(o, "a", 6), 16);
+  assert_int_equal(APPLY(o, "a", 0), 16);
+  assert_int_equal(APPLY(o, "a", 1), 17);
+  offsets_free(o);
+}
+
+static void test_series_are_independent(void **state) {
+  (void)state;
+  struct offsets *o = offsets_new(16);
+  assert_int_equal(APPLY(o, "tcp/protocol_counter/a", 10), 10);
+  assert_int_equal(APPLY(o, "tcp/protocol_counter/b", 100), 100);
+  assert_int_equal(APPLY(o, "tcp/protocol_counter/a", 2), 12);
+  assert_int_equal(APPLY(o, "tcp/protocol_counter/b", 101), 101);
+  offsets_free(o);
+}
+
+static void test_absent_series_keeps_its_value(void **state) {
+  (void)state;
+  struct offsets *o = offsets_new(16);
+  assert_int_equal(APPLY(o, "a", 10), 10);
+  assert_int_equal(APPLY(o, "b", 20), 20);
+  offsets_new_session(o);
+  assert_int_equal(APPLY(o, "a", 5), 15); /* b is quiet this session */
+  offsets_new_session(o);
+  assert_int_equal(APPLY(o, "b", 3), 23);
+  assert_int_equal(APPLY(o, "a", 1), 16);
+  offsets_free(o);
+}
+
+static void test_many_series(void **state) {
+  (void)state;
+  enum { N = 3000 };
+  struct offsets *o = offsets_new(N);
+  char key[64];
+  for (int i = 0; i < N; i++) {
+    snprintf(key, sizeof(key), "tcp/protocol_counter/port-%d", i);
+    assert_int_equal(APPLY(o, key, i), i);
+  }
+  assert_int_equal(offsets_count(o), N);
+  offsets_new_session(o);
+  for (int i = 0; i < N; i++) {
+    snprintf(key, sizeof(key), "tcp/protocol_counter/port-%d", i);
+    int64_t got = APPLY(o, key, 1);
+    if (got != i + 1)
+      fail_msg("%s: %lld, expected %d", key, (long long)got, i + 1);
+  }
+  assert_int_equal(offsets_count(o), N);
+  offsets_free(o);
+}
+
+static void test_table_full(void **state) {
+  (void)state;
+  struct offsets *o = offsets_new(3);
+  int64_t out = 42;
+  assert_int_equal(APPLY(o, "a", 1), 1);
+  assert_int_equal(APPLY(o, "b", 2), 2);
+  assert_int_equal(APPLY(o, "c", 3), 3);
+  assert_int_equal(offsets_apply(o, "d", 4, &out), -1);
+  assert_int_equal(out, 42); /* untouched */
+  assert_int_equal(offsets_count(o), 3);
+  /* Known series still work, and the refused one is still refused. */
+  assert_int_equal(APPLY(o, "a", 5), 5);
+  assert_int_equal(offsets_apply(o, "d", 4, &out), -1);
+  offsets_new_session(o);
+  assert_int_equal(APPLY(o, "c", 1), 4);
+  assert_int_equal(offsets_apply(o, "e", 1, &out), -1);
+  offsets_free(o);
+}
+
+static void test_saturates_near_int64_max(void **state) {
+  (void)state;
+  struct offsets *o = offsets_new(4);
+  assert_int_equal(APPLY(o, "a", INT64_MAX - 5), INT64_MAX - 5);
+  offsets_new_session(o);
+  assert_int_equal(APPLY(o, "a", 3), INT64_MAX - 2);
+  assert_int_equal(APPLY(o, "a", 10), INT64_MAX); /* would overflow */
+  offsets_new_session(o);                         /* base saturates */
+  assert_int_equal(APPLY(o, "a", 0), INT64_MAX);
+  assert_int_equal(APPLY(o, "a", INT64_MAX), INT64_MAX);
+  assert_int_equal(APPLY(o, "a", 1), INT64_MAX); /* a reset */
+
+  assert_int_equal(APPLY(o, "b", INT64_MAX), INT64_MAX);
+  assert_int_equal(APPLY(o, "b", 1), INT64_MAX);
+  offsets_free(o);
+}
+
+/* The parser never gives a negative value; the table still copes. */
+static void test_negative_raw_counts_as_zero(void **state) {
+  (void)state;
+  struct offsets *o = offsets_new(4);
+  assert_int_equal(APPLY(o, "a", 5), 5);
+  assert_int_equal(APPLY(o, "a", -3), 5);
+  assert_int_equal(APPLY(o, "a", 2), 7);
+  offsets_free(o);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_new_needs_room),
+      cmocka_unit_test(test_values_pass_through_in_first_session),
+      cmocka_unit_test(test_monotonic_across_sessions),
+      cmocka_unit_test(test_session_without_values),
+      cmocka_unit_test(test_reset_within_session),
+      cmocka_unit_test(test_series_are_independent),
+      cmocka_unit_test(test_absent_series_keeps_its_value),
+      cmocka_unit_test(test_many_series),
+      cmocka_unit_test(test_table_full),
+      cmocka_unit_test(test_saturates_near_int64_max),
+      cmocka_unit_test(test_negative_raw_counts_as_zero),
+  };
+  unit_filter_from_env();
+  return cmocka_run_group_tests_name("offset", tests, NULL, NULL);
+}
