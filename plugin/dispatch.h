@@ -8,10 +8,11 @@
 
 #include <stdint.h>
 
-/* A derive or gauge record; `derive` is the offset-corrected counter.
- * Returns NULL, or why the value was refused (e.g. an unknown type). */
+/* A derive or gauge record; for a derive, `derive` holds its r->nvalues
+ * offset-corrected counters. Returns NULL, or why the value was refused
+ * (e.g. an unknown type). */
 const char *dispatch_value(const struct group_config *g, const struct record *r,
-                           int64_t derive);
+                           const int64_t *derive);
 void dispatch_notification(const struct group_config *g,
                            const struct record *r);
 

@@ -152,27 +152,31 @@ void group_stats_get(struct group *g, struct group_stats *out) {
 }
 
 static void dispatch_batch(struct group *g) {
-  char key[3 * RECORD_NAME_SIZE + 2];
+  char key[3 * RECORD_NAME_SIZE + 24];
   for (size_t i = 0; i < g->batch.n; i++) {
     const struct record *r = &g->batch.records[i];
     if (r->kind == RECORD_NOTIFY) {
       dispatch_notification(&g->cfg, r);
       continue;
     }
-    int64_t value = 0;
-    if (r->kind == RECORD_DERIVE) {
-      snprintf(key, sizeof(key), "%s/%s/%s", r->plugin_instance, r->type,
-               r->type_instance);
-      if (offsets_apply(g->offsets, key, r->derive, &value) != 0) {
+    int64_t values[RECORD_MAX_VALUES] = {0};
+    bool dropped = false;
+    for (size_t v = 0; r->kind == RECORD_DERIVE && v < r->nvalues; v++) {
+      snprintf(key, sizeof(key), "%s/%s/%s#%zu", r->plugin_instance, r->type,
+               r->type_instance, v);
+      if (offsets_apply(g->offsets, key, r->derive[v], &values[v]) != 0) {
         count(g, &g->stats.series_dropped, 1);
         limited_log(g, LOG_WARNING,
                     "more than MaxSeries (%zu) counter series; %s is not "
                     "dispatched. Raise MaxSeries or lower the module's caps.",
                     g->cfg.max_series, key);
-        continue;
+        dropped = true;
+        break;
       }
     }
-    const char *why = dispatch_value(&g->cfg, r, value);
+    if (dropped)
+      continue;
+    const char *why = dispatch_value(&g->cfg, r, values);
     if (why != NULL)
       limited_log(g, LOG_WARNING, "value %s/%s/%s not dispatched: %s",
                   r->plugin_instance, r->type, r->type_instance, why);

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_FIELDS 8
+#define MAX_FIELDS (4 + RECORD_MAX_VALUES + 1)
 
 struct fields {
   const char *start[MAX_FIELDS];
@@ -220,27 +220,29 @@ int record_parse(const char *line, size_t len, struct record *r,
   }
   if (field_is(&f, 0, "derive") || field_is(&f, 0, "gauge")) {
     bool derive = field_is(&f, 0, "derive");
-    split(line, len, 5, &f);
-    if (f.n != 5 || f.rest_len != 0) {
-      *why = "derive and gauge take 4 fields: PINST TYPE TINST VALUE";
+    split(line, len, 4 + RECORD_MAX_VALUES + 1, &f);
+    if (f.n < 5 || f.n > 4 + RECORD_MAX_VALUES) {
+      *why = "derive and gauge take PINST TYPE TINST and 1 to 8 VALUEs";
       return -1;
     }
     if (parse_names(&f, 1, r, why) != 0)
       return -1;
-    if (derive) {
-      uint64_t v;
-      if (parse_u64(f.start[4], f.len[4], &v) != 0 || v > INT64_MAX) {
-        *why = "derive: VALUE is not an integer between 0 and 2^63-1";
-        return -1;
-      }
-      r->kind = RECORD_DERIVE;
-      r->derive = (int64_t)v;
-    } else {
-      if (parse_double(f.start[4], f.len[4], &r->gauge) != 0) {
+    r->kind = derive ? RECORD_DERIVE : RECORD_GAUGE;
+    r->nvalues = f.n - 4;
+    for (size_t i = 0; i < r->nvalues; i++) {
+      if (derive) {
+        uint64_t v;
+        if (parse_u64(f.start[4 + i], f.len[4 + i], &v) != 0 ||
+            v > INT64_MAX) {
+          *why = "derive: VALUE is not an integer between 0 and 2^63-1";
+          return -1;
+        }
+        r->derive[i] = (int64_t)v;
+      } else if (parse_double(f.start[4 + i], f.len[4 + i], &r->gauge[i]) !=
+                 0) {
         *why = "gauge: VALUE is not a finite decimal number or nan";
         return -1;
       }
-      r->kind = RECORD_GAUGE;
     }
     return 0;
   }

@@ -10,6 +10,9 @@
 #define RECORD_LINE_MAX 1023
 /* Longest name (group, plugin instance, type, type instance) plus NUL. */
 #define RECORD_NAME_SIZE 64
+/* Values in one derive or gauge record: one per data source of the type
+ * (if_octets has two, rx and tx). */
+#define RECORD_MAX_VALUES 8
 /* collectd keeps 255 bytes of a notification message. */
 #define RECORD_TEXT_SIZE 256
 
@@ -38,8 +41,9 @@ struct record {
   char plugin_instance[RECORD_NAME_SIZE];
   char type[RECORD_NAME_SIZE];
   char type_instance[RECORD_NAME_SIZE]; /* "" when the module wrote "-" */
-  int64_t derive;
-  double gauge;
+  size_t nvalues; /* derive, gauge: 1 to RECORD_MAX_VALUES */
+  int64_t derive[RECORD_MAX_VALUES];
+  double gauge[RECORD_MAX_VALUES];
   enum record_severity severity;
   char text[RECORD_TEXT_SIZE]; /* info, notify */
 };

@@ -39,25 +39,30 @@ static void set_names(value_list_t *vl, const char *pinst, const char *type,
 }
 
 const char *dispatch_value(const struct group_config *g, const struct record *r,
-                           int64_t derive) {
+                           const int64_t *derive) {
   const data_set_t *ds = plugin_get_ds(r->type);
   if (ds == NULL)
     return "the type is not in any TypesDB file; add "
            "/usr/share/collectd/stap.types.db to TypesDB";
+  if (ds->ds_num != r->nvalues)
+    return "the number of values differs from the type's data sources";
   int want = r->kind == RECORD_DERIVE ? DS_TYPE_DERIVE : DS_TYPE_GAUGE;
-  if (ds->ds_num != 1 || ds->ds[0].type != want)
-    return r->kind == RECORD_DERIVE
-               ? "the type is not a single DERIVE data source"
-               : "the type is not a single GAUGE data source";
+  for (size_t i = 0; i < ds->ds_num; i++)
+    if (ds->ds[i].type != want)
+      return r->kind == RECORD_DERIVE
+                 ? "the type's data sources are not all DERIVE"
+                 : "the type's data sources are not all GAUGE";
 
-  value_t v;
-  if (r->kind == RECORD_DERIVE)
-    v.derive = derive;
-  else
-    v.gauge = r->gauge;
+  value_t v[RECORD_MAX_VALUES];
+  for (size_t i = 0; i < r->nvalues; i++) {
+    if (r->kind == RECORD_DERIVE)
+      v[i].derive = derive[i];
+    else
+      v[i].gauge = r->gauge[i];
+  }
   value_list_t vl = VALUE_LIST_INIT;
-  vl.values = &v;
-  vl.values_len = 1;
+  vl.values = v;
+  vl.values_len = r->nvalues;
   vl.interval = MS_TO_CDTIME_T(g->interval_ms);
   set_names(&vl, r->plugin_instance, r->type, r->type_instance);
   if (plugin_dispatch_values(&vl) != 0)

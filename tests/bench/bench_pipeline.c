@@ -44,7 +44,7 @@ static void on_line(void *ctx, const char *line, size_t len, bool truncated) {
       int64_t v;
       snprintf(key, sizeof(key), "%s/%s/%s", r->plugin_instance, r->type,
                r->type_instance);
-      if (offsets_apply(s->offsets, key, r->derive, &v) == 0)
+      if (offsets_apply(s->offsets, key, r->derive[0], &v) == 0)
         s->checksum += v;
       s->records++;
     }

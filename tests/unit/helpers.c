@@ -227,7 +227,7 @@ size_t recorder_derives(const char *type_instance, int64_t *out, size_t max) {
 
 #ifndef HELPERS_NO_SEAMS
 static void record_dispatch(const struct group_config *g,
-                            const struct record *r, int64_t derive) {
+                            const struct record *r, const int64_t *derive) {
   pthread_mutex_lock(&rec_lock);
   if (rec_n < RECORDER_MAX) {
     struct dispatched *d = &rec_entries[rec_n++];
@@ -238,8 +238,11 @@ static void record_dispatch(const struct group_config *g,
     memcpy(d->plugin_instance, r->plugin_instance, sizeof(d->plugin_instance));
     memcpy(d->type, r->type, sizeof(d->type));
     memcpy(d->type_instance, r->type_instance, sizeof(d->type_instance));
-    d->derive = derive;
-    d->gauge = r->gauge;
+    d->nvalues = r->nvalues;
+    for (size_t i = 0; i < r->nvalues && derive != NULL; i++)
+      d->derives[i] = derive[i];
+    d->derive = d->derives[0];
+    d->gauge = r->gauge[0];
     d->severity = r->severity;
     memcpy(d->text, r->text, sizeof(d->text));
   }
@@ -247,7 +250,7 @@ static void record_dispatch(const struct group_config *g,
 }
 
 const char *dispatch_value(const struct group_config *g, const struct record *r,
-                           int64_t derive) {
+                           const int64_t *derive) {
   pthread_mutex_lock(&rec_lock);
   bool refused =
       rec_refused_type[0] != '\0' && strcmp(rec_refused_type, r->type) == 0;

@@ -93,8 +93,10 @@ struct dispatched {
   char plugin_instance[RECORD_NAME_SIZE];
   char type[RECORD_NAME_SIZE];
   char type_instance[RECORD_NAME_SIZE];
-  int64_t derive;
-  double gauge;
+  int64_t derive; /* the first value */
+  double gauge;   /* the first value */
+  size_t nvalues;
+  int64_t derives[RECORD_MAX_VALUES];
   enum record_severity severity;
   char text[RECORD_TEXT_SIZE];
 };

@@ -97,11 +97,11 @@ static void test_complete_batch(void **state) {
   assert_string_equal(r[0].plugin_instance, "tcp");
   assert_string_equal(r[0].type, "protocol_counter");
   assert_string_equal(r[0].type_instance, "retransmits");
-  assert_int_equal(r[0].derive, 3);
+  assert_int_equal(r[0].derive[0], 3);
   assert_int_equal(r[1].kind, RECORD_GAUGE);
   assert_string_equal(r[1].plugin_instance, "tcp-5001");
   assert_string_equal(r[1].type_instance, "");
-  assert_true(r[1].gauge == 1.5);
+  assert_true(r[1].gauge[0] == 1.5);
   assert_int_equal(r[2].kind, RECORD_NOTIFY);
   assert_int_equal(r[2].severity, RECORD_WARNING);
   assert_string_equal(r[2].text, "storm ahead");
@@ -152,7 +152,7 @@ static void test_begin_inside_open_batch(void **state) {
   struct batch_result res = FEED(b, "end 2 1", BATCH_COMPLETE);
   /* Only what followed the second begin. */
   assert_int_equal(b->n, 1);
-  assert_int_equal(b->records[0].derive, 2);
+  assert_int_equal(b->records[0].derive[0], 2);
   /* Batch 1 never completed: it is missing. */
   assert_int_equal(res.gaps, 1);
 }
@@ -281,7 +281,7 @@ static void test_default_max_records(void **state) {
     if (seq == 1) {
       FEED(b, line, BATCH_COMPLETE);
       assert_int_equal(b->n, BATCH_DEFAULT_MAX_RECORDS);
-      assert_int_equal(b->records[4095].derive, 4095);
+      assert_int_equal(b->records[4095].derive[0], 4095);
     } else {
       assert_why(FEED(b, line, BATCH_DISCARDED), "MaxBatchRecords");
     }

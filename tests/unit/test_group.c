@@ -572,7 +572,7 @@ static void test_max_series(void **state) {
   assert_int_equal(recorder_size(), 3); /* gauges need no series slot */
   assert_int_equal(stats(f).series_dropped, 1);
   assert_logged(LOG_WARNING, "group tcp: more than MaxSeries (2)",
-                "tcp/protocol_counter/c is not dispatched");
+                "tcp/protocol_counter/c#0 is not dispatched");
 }
 
 static void test_gaps_and_discarded_batches(void **state) {

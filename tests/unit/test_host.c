@@ -414,7 +414,7 @@ static void test_full_lifecycle(void **state) {
                 "not dispatched",
                 "TypesDB");
   assert_logged(LOG_WARNING, "value tcp/protocol_counter/wrong_kind not "
-                             "dispatched: the type is not a single GAUGE");
+                             "dispatched: the type's data sources are not all GAUGE");
   assert_int_equal(count_type("protocol_counter"), 2);
 
   /* The read callback dispatches the group's health. */
