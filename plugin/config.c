@@ -10,7 +10,9 @@
 #include <string.h>
 #include <strings.h>
 
-const char *const config_known_groups[] = {"tcp", NULL};
+const char *const config_known_groups[] = {
+    "tcp",    "netdev",  "udp",    "netfilter", "ipmib",
+    "socket", "connect", "accept", "drops",     NULL};
 
 #define ERR(...) stap_log(LOG_ERR, "stap plugin: " __VA_ARGS__)
 
