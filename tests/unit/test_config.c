@@ -189,7 +189,9 @@ static void test_unknown_group(void **state) {
   assert_int_equal(config_parse(&f->cfg, f->root), 1);
   assert_int_equal(f->cfg.ngroups, 0);
   assert_logged(LOG_ERR, "stap plugin: ", "<Group \"bogus\">",
-                "unknown probe group", "known groups: tcp, netdev, udp, netfilter, ipmib, socket, connect, accept, drops");
+                "unknown probe group",
+                "known groups: tcp, netdev, udp, netfilter, ipmib, socket, "
+                "connect, accept, drops");
 }
 
 static void test_group_needs_one_name(void **state) {
