@@ -13,7 +13,7 @@
 #      the overlay of both at /newroot (the guest may write anywhere; writes
 #      stay in guest memory), then the 9p share "results" (writable) at
 #      /newroot/results;
-#   3. mounts proc, sys, dev, dev/pts, dev/shm, run, tmp, sys/kernel/debug and
+#   3. mounts proc, sys, dev, dev/pts, dev/shm, run, sys/kernel/debug and
 #      sys/kernel/tracing inside /newroot, and bind-mounts the guest kernel's
 #      module tree (CACHE/KVER/root/lib/modules/KVER) over /lib/modules/KVER so
 #      modprobe works for the guest kernel;
@@ -142,7 +142,8 @@ mkdir -p $R/dev/pts $R/dev/shm
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts $R/dev/pts || fatal "mount $R/dev/pts"
 mount -t tmpfs -o mode=1777 tmpfs $R/dev/shm || fatal "mount $R/dev/shm"
 mount -t tmpfs -o mode=0755 tmpfs $R/run || fatal "mount $R/run"
-mount -t tmpfs -o mode=1777 tmpfs $R/tmp || fatal "mount $R/tmp"
+# /tmp stays the host's (through the overlay): a checkout under /tmp, as CI
+# may use, must be visible in the guest.
 mount -t debugfs debugfs $R/sys/kernel/debug || fatal "mount debugfs"
 mount -t tracefs tracefs $R/sys/kernel/tracing || fatal "mount tracefs"
 mkdir -p $R/results

@@ -27,7 +27,7 @@
 # any bytes except NUL survive. SCRIPT itself is named on the kernel command
 # line (guest_script=PATH); its absolute host path is used, which must not
 # contain white space. The guest sees the host's files at the same paths,
-# except under /tmp, /run, /dev, /proc and /sys (fresh mounts in the guest): a
+# except under /run, /dev, /proc and /sys (fresh mounts in the guest): a
 # SCRIPT there is copied into DIR/.guest/ and run from /results/.guest/, and a
 # current directory there falls back to /.
 #
@@ -93,9 +93,9 @@ mkdir -p "$results/.guest"
 
 # Where the guest finds SCRIPT.
 case "$script" in
-/tmp/* | /run/* | /dev/* | /proc/* | /sys/*)
+/run/* | /dev/* | /proc/* | /sys/*)
 	cp "$script" "$results/.guest/${script##*/}"
-	vm_log "$script is hidden in the guest (fresh /tmp etc.); running a copy from /results/.guest/"
+	vm_log "$script is hidden in the guest (fresh /run etc.); running a copy from /results/.guest/"
 	gscript=/results/.guest/${script##*/}
 	;;
 *) gscript=$script ;;
