@@ -17,7 +17,7 @@ PLUGIN_HDR := $(wildcard plugin/*.h)
 # Debian packages each tier needs; `make deps-*' installs the missing ones.
 DEPS_BUILD := gcc make libc6-dev collectd-core collectd-dev
 DEPS_UNIT := $(DEPS_BUILD) libcmocka-dev libltdl-dev pkg-config
-DEPS_COLLECTD := $(DEPS_UNIT) python3
+DEPS_COLLECTD := $(DEPS_UNIT) python3 perl man-db openssl
 DEPS_KERNEL := systemtap systemtap-runtime qemu-system-x86 busybox-static kmod python3 \
                iproute2 socat nftables xz-utils cpio procps
 
@@ -55,7 +55,7 @@ deps-kernel:
 
 include $(sort $(wildcard mk/*.mk))
 
-check: check-unit check-collectd check-kernel
+check: check-unit check-collectd check-install check-kernel
 	@echo "==> all test tiers passed"
 
 clean:

@@ -2,6 +2,7 @@
 # Included by the top-level Makefile; also usable alone: make -f mk/modules.mk modules
 #
 #   make modules [KVER=6.1.0-56-amd64]   build the modules that are out of date
+#   make modules SIGN_KEY=K SIGN_CERT=C   ... and sign them (Secure Boot; scripts/sign-modules.sh)
 #   make modules-lint [KVER=...]          stap -p2 each script against KVER (fast)
 #   make modules-force [KVER=...]         rebuild all modules
 #   make modules-clean                    remove build/modules
@@ -18,6 +19,13 @@ BUILD_MODULES_ARGS = $(if $(strip $(KVER)),--kver $(strip $(KVER)))
 
 modules:
 	@bash $(BUILD_MODULES_SH) $(BUILD_MODULES_ARGS)
+	@if [ -n "$(SIGN_KEY)$(SIGN_CERT)" ]; then \
+	  [ -n "$(SIGN_KEY)" ] && [ -n "$(SIGN_CERT)" ] || { echo "modules: give both SIGN_KEY and SIGN_CERT" >&2; exit 1; }; \
+	  kver="$(strip $(KVER))"; \
+	  [ -n "$$kver" ] || { [ -e /lib/modules/$$(uname -r)/build ] && kver=$$(uname -r); } || \
+	    kver=$$(bash -c '. $(COLLECTD_STAP_TOP)/scripts/vm/common.sh && vm_resolve_kver'); \
+	  bash $(COLLECTD_STAP_TOP)/scripts/sign-modules.sh "$$kver" "$(SIGN_KEY)" "$(SIGN_CERT)"; \
+	fi
 
 modules-lint:
 	@bash $(BUILD_MODULES_SH) --lint $(BUILD_MODULES_ARGS)
