@@ -10,7 +10,7 @@ PLUGIN_CFLAGS := $(CFLAGS_COMMON) -fPIC $(COLLECTD_INC)
 
 # Sources that know nothing of collectd's core (unit-tested directly).
 CORE_SRC := plugin/record.c plugin/batch.c plugin/offset.c plugin/channel.c \
-            plugin/spawn.c plugin/config.c plugin/group.c
+            plugin/spawn.c plugin/config.c plugin/group.c plugin/flows.c
 PLUGIN_SRC := $(CORE_SRC) plugin/stap.c
 PLUGIN_HDR := $(wildcard plugin/*.h)
 
@@ -19,7 +19,8 @@ DEPS_BUILD := gcc make libc6-dev collectd-core collectd-dev
 DEPS_UNIT := $(DEPS_BUILD) libcmocka-dev libltdl-dev pkg-config
 DEPS_COLLECTD := $(DEPS_UNIT) python3 perl man-db openssl
 DEPS_KERNEL := systemtap systemtap-runtime qemu-system-x86 busybox-static kmod python3 \
-               iproute2 socat nftables xz-utils cpio procps
+               iproute2 socat nftables xz-utils cpio procps rrdtool librrd8 \
+               libprotobuf-c1 libmicrohttpd12 libgcrypt20
 
 .PHONY: all plugin check check-unit check-collectd check-kernel run bench \
         clean format lint deps-build deps-unit deps-collectd deps-kernel

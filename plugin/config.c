@@ -19,6 +19,8 @@ const char *const config_known_groups[] = {
 void config_defaults(struct plugin_config *cfg) {
   memset(cfg, 0, sizeof(*cfg));
   snprintf(cfg->staprun, sizeof(cfg->staprun), "%s", CONFIG_DEFAULT_STAPRUN);
+  snprintf(cfg->procfs_dir, sizeof(cfg->procfs_dir), "%s",
+           CONFIG_DEFAULT_PROCFS_DIR);
   cfg->restart_delay_ms = CONFIG_DEFAULT_RESTART_DELAY_MS;
   cfg->restart_delay_max_ms = CONFIG_DEFAULT_RESTART_DELAY_MAX_MS;
   cfg->stop_timeout_ms = CONFIG_DEFAULT_STOP_TIMEOUT_MS;
@@ -257,6 +259,8 @@ int config_parse(struct plugin_config *cfg, const oconfig_item_t *ci) {
       rc = parse_group(cfg, c);
     else if (strcasecmp(c->key, "Staprun") == 0)
       rc = get_string(c, cfg->staprun, sizeof(cfg->staprun));
+    else if (strcasecmp(c->key, "ProcfsDir") == 0)
+      rc = get_string(c, cfg->procfs_dir, sizeof(cfg->procfs_dir));
     else if (strcasecmp(c->key, "ModuleDir") == 0)
       rc = get_string(c, cfg->module_dir, sizeof(cfg->module_dir));
     else if (strcasecmp(c->key, "RestartDelay") == 0)
@@ -267,8 +271,8 @@ int config_parse(struct plugin_config *cfg, const oconfig_item_t *ci) {
       rc = get_ms(c, 0.1, 600.0, &cfg->stop_timeout_ms);
     else {
       ERR("unknown option `%s' in <Plugin stap>; it is ignored. Valid "
-          "options: Staprun, ModuleDir, RestartDelay, RestartDelayMax, "
-          "StopTimeout, <Group>.",
+          "options: Staprun, ModuleDir, ProcfsDir, RestartDelay, "
+          "RestartDelayMax, StopTimeout, <Group>.",
           c->key);
       rc = -1;
     }

@@ -11,6 +11,7 @@
 #include "liboconfig/oconfig.h"
 
 #define CONFIG_DEFAULT_STAPRUN "/usr/bin/staprun"
+#define CONFIG_DEFAULT_PROCFS_DIR "/proc/systemtap"
 #define CONFIG_DEFAULT_RESTART_DELAY_MS 1000
 #define CONFIG_DEFAULT_RESTART_DELAY_MAX_MS 60000
 #define CONFIG_DEFAULT_STOP_TIMEOUT_MS 10000
@@ -37,6 +38,7 @@ struct group_config {
 struct plugin_config {
   char staprun[PATH_MAX];
   char module_dir[PATH_MAX]; /* "" until set or defaulted */
+  char procfs_dir[PATH_MAX]; /* where modules' procfs control files are */
   uint64_t restart_delay_ms;
   uint64_t restart_delay_max_ms;
   uint64_t stop_timeout_ms;

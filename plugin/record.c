@@ -232,8 +232,7 @@ int record_parse(const char *line, size_t len, struct record *r,
     for (size_t i = 0; i < r->nvalues; i++) {
       if (derive) {
         uint64_t v;
-        if (parse_u64(f.start[4 + i], f.len[4 + i], &v) != 0 ||
-            v > INT64_MAX) {
+        if (parse_u64(f.start[4 + i], f.len[4 + i], &v) != 0 || v > INT64_MAX) {
           *why = "derive: VALUE is not an integer between 0 and 2^63-1";
           return -1;
         }

@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "dispatch.h"
+#include "flows.h"
 #include "group.h"
 #include "log.h"
 
@@ -20,6 +21,15 @@ static struct plugin_config stap_config;
 static bool stap_configured;
 static struct group *stap_groups;
 static size_t stap_ngroups;
+
+/* A WARNING or FAILURE on a group's values asks its module which flows are
+ * behind it, at most once per FLOW_REPORT_MIN_GAP per group: an alert storm
+ * must not turn into a storm of procfs reads and notifications. */
+#define FLOW_REPORT_MIN_GAP TIME_T_TO_CDTIME_T(30)
+#define FLOW_REPORT_TINST "retransmits-flows"
+static pthread_mutex_t flow_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Protected by flow_lock: when each group last reported its flows. */
+static cdtime_t *flow_last;
 
 void stap_log(int level, const char *format, ...) {
   char msg[1024];
@@ -118,6 +128,85 @@ static int stap_read(user_data_t *ud) {
   return 0;
 }
 
+/* Follow-up notification naming the flows behind an alert on retransmits:
+ * the module keeps the top flows of its last intervals and serves them on
+ * its procfs control file (modules/PROTOCOL.md, "Control files"). */
+static int stap_notification(const notification_t *n,
+                             user_data_t __attribute__((unused)) * ud) {
+  if (strcmp(n->plugin, "stap") != 0 ||
+      (n->severity != NOTIF_WARNING && n->severity != NOTIF_FAILURE) ||
+      strncmp(n->type_instance, "retransmits", strlen("retransmits")) != 0 ||
+      strcmp(n->type_instance, FLOW_REPORT_TINST) == 0)
+    return 0;
+
+  size_t i;
+  for (i = 0; i < stap_ngroups; i++)
+    if (strcmp(stap_groups[i].cfg.name, n->plugin_instance) == 0)
+      break;
+  if (i == stap_ngroups)
+    return 0;
+
+  cdtime_t now = cdtime();
+  pthread_mutex_lock(&flow_lock);
+  bool due = flow_last != NULL &&
+             (flow_last[i] == 0 || now - flow_last[i] >= FLOW_REPORT_MIN_GAP);
+  if (due)
+    flow_last[i] = now;
+  pthread_mutex_unlock(&flow_lock);
+  if (!due)
+    return 0;
+
+  char path[PATH_MAX + 128];
+  ssnprintf(path, sizeof(path), "%s/collectd_stap_%s/top_flows",
+            stap_config.procfs_dir, n->plugin_instance);
+  struct flow flows[FLOWS_MAX];
+  int nflows = flows_read(path, flows, FLOWS_MAX);
+  if (nflows < 0) {
+    WARNING("stap plugin: group %s: cannot read the top flows from %s: %s",
+            n->plugin_instance, path, STRERROR(-nflows));
+    return 0;
+  }
+
+  notification_t f = {.severity = n->severity, .time = now};
+  sstrncpy(f.host, n->host, sizeof(f.host));
+  sstrncpy(f.plugin, "stap", sizeof(f.plugin));
+  sstrncpy(f.plugin_instance, n->plugin_instance, sizeof(f.plugin_instance));
+  sstrncpy(f.type, n->type, sizeof(f.type));
+  sstrncpy(f.type_instance, FLOW_REPORT_TINST, sizeof(f.type_instance));
+  if (nflows == 0) {
+    sstrncpy(f.message, "top flows by retransmits: none in the last intervals",
+             sizeof(f.message));
+  } else {
+    size_t used = (size_t)ssnprintf(f.message, sizeof(f.message),
+                                    "top flows by retransmits:");
+    for (int k = 0; k < nflows; k++) {
+      char one[160];
+      ssnprintf(one, sizeof(one), "%s %s <-> %s %llu", k ? "," : "",
+                flows[k].local, flows[k].remote,
+                (unsigned long long)flows[k].count);
+      if (used + strlen(one) >= sizeof(f.message) - 4) {
+        sstrncpy(f.message + used, " ...", sizeof(f.message) - used);
+        break;
+      }
+      sstrncpy(f.message + used, one, sizeof(f.message) - used);
+      used += strlen(one);
+    }
+    /* The message holds what fits; every flow is in the meta data. */
+    for (int k = 0; k < nflows; k++) {
+      char name[16], value[160];
+      ssnprintf(name, sizeof(name), "flow%d", k + 1);
+      ssnprintf(value, sizeof(value), "%s %s %llu", flows[k].local,
+                flows[k].remote, (unsigned long long)flows[k].count);
+      plugin_notification_meta_add_string(&f, name, value);
+    }
+  }
+  INFO("stap plugin: group %s: %s", n->plugin_instance, f.message);
+  plugin_dispatch_notification(&f);
+  if (f.meta != NULL)
+    plugin_notification_meta_free(f.meta);
+  return 0;
+}
+
 static int stap_config_cb(oconfig_item_t *ci) {
   if (!stap_configured) {
     config_defaults(&stap_config);
@@ -145,7 +234,10 @@ static int stap_init(void) {
   }
 
   stap_groups = calloc(stap_config.ngroups, sizeof(*stap_groups));
-  if (stap_groups == NULL) {
+  pthread_mutex_lock(&flow_lock);
+  flow_last = calloc(stap_config.ngroups, sizeof(*flow_last));
+  pthread_mutex_unlock(&flow_lock);
+  if (stap_groups == NULL || flow_last == NULL) {
     ERROR("stap plugin: out of memory.");
     return -1;
   }
@@ -184,6 +276,10 @@ static int stap_shutdown(void) {
     group_join(&stap_groups[i]);
     group_destroy(&stap_groups[i]);
   }
+  pthread_mutex_lock(&flow_lock);
+  free(flow_last);
+  flow_last = NULL;
+  pthread_mutex_unlock(&flow_lock);
   free(stap_groups);
   stap_groups = NULL;
   stap_ngroups = 0;
@@ -196,4 +292,5 @@ void module_register(void) {
   plugin_register_complex_config("stap", stap_config_cb);
   plugin_register_init("stap", stap_init);
   plugin_register_shutdown("stap", stap_shutdown);
+  plugin_register_notification("stap", stap_notification, NULL);
 }

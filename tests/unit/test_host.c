@@ -17,6 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#define FLOWS_MAX_TEST 16
 
 #ifndef STAP_SO
 #error "build with -DSTAP_SO=\"/path/to/build/stap.so\""
@@ -37,6 +40,9 @@ static cdtime_t read_interval;
 static int read_registrations;
 
 static bool fail_thread_create;
+
+static plugin_notification_cb notification_cb;
+static char notification_name[64];
 
 /* ---- What the plugin dispatched and logged ----------------------------- */
 
@@ -167,6 +173,43 @@ int plugin_register_shutdown(const char *name, plugin_shutdown_cb callback) {
   return 0;
 }
 
+int plugin_register_notification(const char *name,
+                                 plugin_notification_cb callback,
+                                 user_data_t const *user_data) {
+  (void)user_data;
+  sstrncpy(notification_name, name, sizeof(notification_name));
+  notification_cb = callback;
+  return 0;
+}
+
+/* As collectd's: a list of name/value pairs owned by the notification. The
+ * test keeps the strings of the last list it saw in meta_seen. */
+static char meta_seen[FLOWS_MAX_TEST][160];
+static size_t nmeta_seen;
+
+int plugin_notification_meta_add_string(notification_t *n, const char *name,
+                                        const char *value) {
+  notification_meta_t *m = calloc(1, sizeof(*m));
+  if (m == NULL)
+    return -1;
+  sstrncpy(m->name, name, sizeof(m->name));
+  m->type = NM_TYPE_STRING;
+  m->nm_value.nm_string = strdup(value);
+  m->next = n->meta;
+  n->meta = m;
+  return 0;
+}
+
+int plugin_notification_meta_free(notification_meta_t *m) {
+  while (m != NULL) {
+    notification_meta_t *next = m->next;
+    free((void *)m->nm_value.nm_string);
+    free(m);
+    m = next;
+  }
+  return 0;
+}
+
 int plugin_register_complex_read(const char *group, const char *name,
                                  plugin_read_cb callback, cdtime_t interval,
                                  user_data_t const *user_data) {
@@ -202,6 +245,10 @@ int plugin_dispatch_values(value_list_t const *vl) {
 
 int plugin_dispatch_notification(const notification_t *n) {
   pthread_mutex_lock(&rec_lock);
+  nmeta_seen = 0;
+  for (notification_meta_t *m = n->meta;
+       m != NULL && nmeta_seen < FLOWS_MAX_TEST; m = m->next)
+    sstrncpy(meta_seen[nmeta_seen++], m->nm_value.nm_string, 160);
   if (nnotifications < STATIC_ARRAY_SIZE(notifications))
     notifications[nnotifications++] = *n;
   pthread_mutex_unlock(&rec_lock);
@@ -494,13 +541,65 @@ static void test_thread_creation_fails(void **state) {
   assert_int_equal(child_processes(NULL, 0), 0);
 }
 
+/* A WARNING on stap/tcp retransmits makes the plugin read the tcp module's
+ * top_flows control file and send a follow-up notification naming them, at
+ * most once per 30 s per group. */
+static void test_flow_report(void **state) {
+  struct fixture *f = *state;
+  char replay[PATH_MAX], dir[PATH_MAX], flows[PATH_MAX];
+  path_join(replay, sizeof(replay), f->dir, "tcp.replay");
+  write_file(replay, "hello 1 tcp\n@wait-term\n");
+  path_join(dir, sizeof(dir), f->dir, "collectd_stap_tcp");
+  assert_int_equal(mkdir(dir, 0755), 0);
+  path_join(flows, sizeof(flows), dir, "top_flows");
+  write_file(flows, "# top flows by retransmitted segments, last 30 s\n"
+                    "flow 127.0.0.1:5001 127.0.0.1:40312 17\n"
+                    "flow [::1]:443 [::1]:51000 3\n"
+                    "flow bogus line\n");
+  cfg_str(cfg_add(f->root, "Staprun"), FAKE_STAPRUN);
+  cfg_str(cfg_add(f->root, "ProcfsDir"), f->dir);
+  cfg_str(cfg_add(cfg_str(cfg_add(f->root, "Group"), "tcp"), "Module"), replay);
+  assert_int_equal(config_cb(f->root), 0);
+  init_plugin(f);
+  assert_string_equal(notification_name, "stap");
+  assert_non_null(notification_cb);
+
+  notification_t n = {.severity = NOTIF_OKAY};
+  sstrncpy(n.host, "web1", sizeof(n.host));
+  sstrncpy(n.plugin, "stap", sizeof(n.plugin));
+  sstrncpy(n.plugin_instance, "tcp", sizeof(n.plugin_instance));
+  sstrncpy(n.type, "protocol_counter", sizeof(n.type));
+  sstrncpy(n.type_instance, "retransmits", sizeof(n.type_instance));
+  assert_int_equal(notification_cb(&n, NULL), 0); /* OKAY: nothing */
+  assert_int_equal(count_notifications(), 0);
+
+  n.severity = NOTIF_WARNING;
+  assert_int_equal(notification_cb(&n, NULL), 0);
+  assert_int_equal(count_notifications(), 1);
+  notification_t r = notifications[0];
+  assert_int_equal(r.severity, NOTIF_WARNING);
+  assert_string_equal(r.host, "web1");
+  assert_string_equal(r.plugin, "stap");
+  assert_string_equal(r.plugin_instance, "tcp");
+  assert_string_equal(r.type_instance, "retransmits-flows");
+  assert_non_null(strstr(r.message, "127.0.0.1:5001 <-> 127.0.0.1:40312 17"));
+  assert_non_null(strstr(r.message, "[::1]:443 <-> [::1]:51000 3"));
+  assert_int_equal(nmeta_seen, 2);
+
+  /* Its own follow-up and a second alert within 30 s: nothing more. */
+  assert_int_equal(notification_cb(&r, NULL), 0);
+  assert_int_equal(notification_cb(&n, NULL), 0);
+  assert_int_equal(count_notifications(), 1);
+  shutdown_plugin(f);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       T(test_registers_callbacks),   T(test_full_lifecycle),
       T(test_init_without_config),   T(test_only_bad_groups),
-      T(test_thread_creation_fails),
+      T(test_thread_creation_fails), T(test_flow_report),
   };
   unit_filter_from_env();
   return cmocka_run_group_tests_name("host", tests, load_plugin, unload_plugin);
