@@ -19,9 +19,25 @@ check-kernel: $(BUILD)/stap.so | deps-kernel deps-collectd
 	$(MAKE) --no-print-directory modules KVER=$$kver && \
 	rm -rf $(BUILD)/kernel-test && \
 	scripts/vm/run-guest.sh --kver $$kver --results $(abspath $(BUILD))/kernel-test \
-	  --timeout $(KERNEL_TEST_TIMEOUT) tests/kernel/run-all.sh $(GROUPS)
+	  --timeout $(KERNEL_TEST_TIMEOUT) tests/kernel/run-all.sh $(GROUPS); rc=$$?; \
+	if [ -d $(BUILD)/kernel-test/operator/rrd ]; then \
+	  echo "==> graphs from the operator scenario's RRD files"; \
+	  $(MAKE) --no-print-directory deps-graphs && \
+	  bash tests/kernel/check-graphs.sh $(BUILD)/kernel-test/operator/rrd $(BUILD)/kernel-test/graphs || rc=1; \
+	fi; exit $$rc
 
 # make run [DURATION=seconds]: see scripts/run.sh.
 .PHONY: run
 run: | deps-kernel deps-collectd
 	@DURATION=$(DURATION) scripts/run.sh
+
+# make graphs [RRD=dir] [GRAPHS_OUT=dir]: PNGs from a run's RRD files
+# (default: the kernel test's operator scenario).
+RRD ?= $(BUILD)/kernel-test/operator/rrd
+GRAPHS_OUT ?= $(BUILD)/kernel-test/graphs
+.PHONY: graphs
+graphs:
+	@command -v rrdtool >/dev/null || $(MAKE) --no-print-directory deps-graphs
+	scripts/graphs.sh $(RRD) $(GRAPHS_OUT)
+deps-graphs:
+	$(call apt_install,rrdtool)

@@ -1,0 +1,33 @@
+#!/bin/bash
+# After the VM run (host side): `make graphs` from the operator scenario's RRD
+# files must give valid PNGs with data in them (a retransmit graph whose
+# largest value is above 0; every PNG starts with the PNG signature).
+set -u
+top=$(cd "$(dirname "$0")/../.." && pwd)
+rrd=${1:?usage: check-graphs.sh RRDDIR OUTDIR}
+out=${2:?usage: check-graphs.sh RRDDIR OUTDIR}
+pass=0
+fail=0
+ok() { echo "PASS: $*"; pass=$((pass + 1)); }
+bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
+rm -rf "$out"
+if ! res=$(bash "$top/scripts/graphs.sh" "$rrd" "$out" 2>&1); then
+  bad "graphs.sh failed: $res"
+fi
+echo "$res"
+for png in "$out"/*.png; do
+  [ -e "$png" ] || continue
+  if [ "$(head -c 8 "$png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] && [ "$(stat -c %s "$png")" -gt 2000 ]; then
+    ok "$(basename "$png") is a PNG of $(stat -c %s "$png") bytes"
+  else
+    bad "$(basename "$png") is not a valid PNG"
+  fi
+done
+max=$(sed -n 's/^retransmits: max=\([0-9.]*\).*/\1/p' <<<"$res")
+if awk -v m="${max:-0}" 'BEGIN{exit !(m > 0)}'; then
+  ok "retransmits.png has data (max ${max}/s)"
+else
+  bad "retransmits.png has no data (max '${max:-none}')"
+fi
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
