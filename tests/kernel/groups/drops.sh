@@ -1,0 +1,129 @@
+#!/bin/bash
+# Kernel test, group drops (runs inside the VM, see scripts/vm/run-guest.sh):
+# an nftables rule drops UDP datagrams to one port on the input hook, datagrams
+# to a closed port are dropped for want of a socket, and a TCP sender whose
+# receiver never reads hits its full send buffer. Asserts, under collectd:
+#  (a) the reason names are the running kernel's (info line, series names);
+#      packets-netfilter_drop equals the nft rule's own counter, which equals
+#      the datagrams sent to that port;
+#  (b) packets-no_socket equals the kernel's Udp NoPorts delta;
+#      packets-total equals the sum of the per-reason series;
+#  (c) sndbuf_waits equals the number of send() calls that found the buffer
+#      full (counted by the sender), the time waited agrees with the sender's
+#      stopwatch, and the latency gauge saw every wait and the longest one;
+#  (d) after collectd stops, no staprun/stapio and no module remain.
+. "$(dirname "$0")/../scenario.sh"
+load=$top/tests/kernel/drops_load.py
+kt_require_module drops
+
+# nft needs nf_tables (and nfnetlink) loaded; the guest does not autoload it.
+modprobe nf_tables 2>/dev/null
+nft_setup() { # PORT
+  nft add table inet kt_drops &&
+    nft add chain inet kt_drops in '{ type filter hook input priority 0; }' &&
+    nft add rule inet kt_drops in udp dport "$1" counter drop
+}
+nft_packets() { nft list chain inet kt_drops in | sed -n 's/.*counter packets \([0-9]*\) .*/\1/p'; }
+
+# ---------------------------------------------------------------- raw output
+say "raw module output (staprun alone, 1 s batches)"
+staprun "$modules/collectd_stap_drops.ko" interval_ms=1000 >"$out/drops-module-output.txt" 2>"$out/drops-module-stderr.txt" &
+spid=$!
+wait_for 60 grep -q '^end ' "$out/drops-module-output.txt"
+nft_setup 9990 || bad "nft setup failed (raw run)"
+"$load" udp 9990 20 >/dev/null
+"$load" udp 9991 5 >/dev/null
+"$load" sndbuf 2 300 >"$out/raw-sndbuf.txt"
+sleep 1.5
+kill -INT $spid
+wait $spid
+nft delete table inet kt_drops
+sed 's/^/  /' "$out/drops-module-output.txt" | head -12
+echo "  ..."
+sed 's/^/  /' "$out/drops-module-output.txt" | tail -12
+wait_for 30 no_module
+check "(a) raw: names from the running kernel (info line)" \
+  grep -q "^info reasons [1-9][0-9]* names read from the running kernel's drop_reasons\[\] (e.g. 7=netfilter_drop)" "$out/drops-module-output.txt"
+check "(a) raw: netfilter_drop reached 20" grep -q '^derive drops packets netfilter_drop 20$' "$out/drops-module-output.txt"
+
+# ---------------------------------------------------------------- collectd
+kt_collectd_conf drops
+csvdir=$csv/stap-drops
+nop0=$(snmp_counter Udp NoPorts)
+kt_collectd_start "$csvdir/packets-total" || { kt_done; exit 1; }
+
+nft_setup 9999 || bad "nft setup failed"
+say "300 datagrams to udp/9999 (nft drop), 60 to the closed udp/9998, send-buffer stalls"
+"$load" udp 9999 300 | sed 's/^/  /'
+"$load" udp 9998 60 | sed 's/^/  /'
+"$load" sndbuf 4 500 | tee "$out/sndbuf.txt" | sed 's/^/  /'
+
+series() { kt_last "$csvdir/$1"; }
+stable() {
+  local a b
+  a="$(series packets-total) $(series operations-sndbuf_waits)"
+  sleep 2.5
+  b="$(series packets-total) $(series operations-sndbuf_waits)"
+  [ "$a" = "$b" ]
+}
+wait_for 60 stable
+nftc=$(nft_packets)
+nop1=$(snmp_counter Udp NoPorts)
+kt_collectd_stop drops
+nft delete table inet kt_drops
+
+nfd=$(series packets-netfilter_drop)
+nos=$(series packets-no_socket)
+tot=$(series packets-total)
+sum=0
+for f in "$csvdir"/packets-*; do
+  case "$f" in */packets-total-20*) continue ;; esac
+  n=$(tail -1 "$f" | cut -d, -f2)
+  echo "  $(basename "$f" | sed 's/-20[0-9-]*$//'): $n"
+  sum=$((sum + n))
+done
+read -r short blocked bms bmin bmax partial <<<"$(sed -n 's/^short_nonblocking=\([0-9]*\) blocked=\([0-9]*\) blocked_ms=\([0-9]*\) blocked_min_ms=\([0-9]*\) blocked_max_ms=\([0-9]*\) partial_blocked=\([0-9]*\)$/\1 \2 \3 \4 \5 \6/p' "$out/sndbuf.txt")"
+waits=$(series operations-sndbuf_waits)
+wms=$(series total_time_in_ms-sndbuf_waits)
+lat=$(ls "$csvdir"/stap_latency-sndbuf_wait-20* 2>/dev/null | head -1)
+lcount=$(tail -n +2 "$lat" | awk -F, '{ s += $2 } END { print s + 0 }')
+lmax=$(tail -n +2 "$lat" | awk -F, '$2 > 0 && $4 > m { m = $4 } END { print m + 0 }')
+lmax_ms=$((${lmax%.*} / 1000))
+{
+  echo "netfilter_drop (csv): $nfd   nft rule counter: $nftc   datagrams sent to 9999: 300"
+  echo "no_socket (csv): $nos   Udp NoPorts delta: $((nop1 - nop0)) ($nop0 -> $nop1)   sent to 9998: 60"
+  echo "total (csv): $tot   sum of per-reason series: $sum"
+  echo "sndbuf_waits (csv): $waits   sender: $short short non-blocking sends + $blocked blocking sends ($partial sent data)"
+  echo "time waited (csv): $wms ms   sender's stopwatch over the blocking sends: $bms ms (each $bmin..$bmax ms, SO_SNDTIMEO 500 ms)"
+  echo "latency gauge: $lcount waits counted over all intervals, largest max $lmax_ms ms"
+} | tee "$out/measurements.txt"
+
+# (a) nf_hook_slow() frees every NF_DROP verdict with SKB_DROP_REASON_NETFILTER_DROP, once
+# per packet, at the same point the rule's counter has already counted it, and nothing
+# else in the guest drops in netfilter: equality, no tolerance.
+check "(a) series name from the kernel's table exists (packets-netfilter_drop)" [ -n "$nfd" ]
+check "(a) nft rule counter = datagrams sent ($nftc = 300)" [ "$nftc" = 300 ]
+check "(a) netfilter_drop = nft rule counter ($nfd = $nftc)" [ "$nfd" = "$nftc" ]
+# (b) __udp4_lib_rcv() adds 1 to NoPorts and frees the skb with NO_SOCKET for each
+# datagram without a socket; TCP would add NO_SOCKET drops for segments to closed ports,
+# and the test makes none: equality.
+check "(b) no_socket = Udp NoPorts delta ($nos = $((nop1 - nop0)))" [ "$nos" = "$((nop1 - nop0))" ]
+check "(b) Udp NoPorts delta = datagrams sent to the closed port ($((nop1 - nop0)) = 60)" [ "$((nop1 - nop0))" = 60 ]
+check "(b) total = sum of per-reason series ($tot = $sum)" [ "$tot" = "$sum" ]
+# (c) Every short non-blocking send went through sk_stream_wait_memory() once (zero
+# timeout: EAGAIN at the first check) and every blocking send on the stalled connection
+# slept there once for SO_SNDTIMEO; nothing else in the guest fills a send buffer:
+# equality while no blocking send got data through (then it may have waited twice).
+check "(c) sndbuf_waits = short + blocking sends ($waits = $short + $blocked)" \
+  [ "$partial" = 0 ] && [ "${waits:-x}" = "$((short + blocked))" ]
+# The kernel's clock runs from the function's entry to its return, inside the sender's
+# send() call: at most the stopwatch, and short of it by the syscall around it (under
+# TCG a few ms per call); allow 10 ms per blocking send below, 2 ms above (rounding).
+check "(c) time waited $wms ms within [$bms - $((10 * blocked)), $bms + 2] ms" \
+  [ "${wms:-0}" -ge $((bms - 10 * blocked)) ] && [ "${wms:-0}" -le $((bms + 2)) ]
+check "(c) latency gauge counted every wait ($lcount = $waits)" [ "$lcount" = "$waits" ]
+# max is exact (not a histogram bucket); same clock argument as above, per wait.
+check "(c) latency gauge max $lmax_ms ms within [$bmax - 10, $bmax + 2] ms" \
+  [ "$lmax_ms" -ge $((bmax - 10)) ] && [ "$lmax_ms" -le $((bmax + 2)) ]
+
+kt_done
