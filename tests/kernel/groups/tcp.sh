@@ -14,6 +14,69 @@
 port=5001
 kt_require_module tcp
 
+# ---------------------------------------------------------------- (d)
+# Socket calls, segments, states and resets, under collectd, no loss. The
+# test owns the VM: collectd itself makes no TCP traffic, so every call and
+# segment counted while the workload runs is the workload's (tolerance 0).
+# It runs first: after the lossy phases below, orphaned sockets of killed
+# transfers go on retransmitting FINs (and draw resets) for seconds.
+kt_collectd_conf tcp
+csvdir=$csv/stap-tcp
+snmp_all() { for n in InSegs OutRsts ActiveOpens PassiveOpens EstabResets; do echo "$n $(snmp_counter Tcp $n)"; done; }
+kt_collectd_start "$csvdir/total_operations-sendmsg" || { kt_done; exit 1; }
+declare -A s0 s1
+while read -r k v; do s0[$k]=$v; done <<<"$(snmp_all)"
+say "socket calls: 5 connections to 127.0.0.1:5031 (3 setsockopt, 4 x 30000 bytes each), 3 abortive closes, 4 refused; 2 on [::1]:5033"
+"$top/tests/kernel/tcp_ext_load.py" 127.0.0.1 5031 5 4 30000 3 3 4 >"$out/ext4.txt"
+"$top/tests/kernel/tcp_ext_load.py" ::1 5033 2 2 10000 1 0 0 >"$out/ext6.txt"
+sed 's/^/  /' "$out/ext4.txt" "$out/ext6.txt"
+sleep 2.5
+while read -r k v; do s1[$k]=$v; done <<<"$(snmp_all)"
+kt_collectd_stop tcp
+w() { # KEY: sum of KEY= over both workload lines
+  sed -n "s/.*\b$1=\([0-9]*\).*/\1/p" "$out/ext4.txt" "$out/ext6.txt" | awk '{ s += $1 } END { print s + 0 }'
+}
+cv() { kt_last "$csvdir/$1"; }
+d() { echo $((s1[$1] - s0[$1])); }
+{
+  echo "socket calls (csv last value vs the workload's own count)"
+  echo "  sendmsg calls $(cv total_operations-sendmsg) vs $(w sends), bytes $(cv total_bytes-sendmsg) vs $(w send_bytes)"
+  echo "  recvmsg calls $(cv total_operations-recvmsg) vs $(w recvs), bytes $(cv total_bytes-recvmsg) vs $(w recv_bytes)"
+  echo "  setsockopt $(cv total_operations-setsockopt) vs $(w setsockopts); disconnect $(cv total_operations-disconnect) vs $(w linger) + $(w refused)"
+  echo "segments and resets (csv vs Tcp deltas)"
+  echo "  segments-in $(cv protocol_counter-segments-in) vs InSegs $(d InSegs)"
+  echo "  resets-sent $(cv protocol_counter-resets-sent), segments-in-rst $(cv protocol_counter-segments-in-rst) vs OutRsts $(d OutRsts)"
+  echo "  resets-received $(cv protocol_counter-resets-received) vs abortive closes + refused $(( $(w linger) + $(w refused) ))"
+  echo "  segments-in-syn $(cv protocol_counter-segments-in-syn) vs ActiveOpens + PassiveOpens $(( $(d ActiveOpens) + $(d PassiveOpens) ))"
+  echo "  state-SYN_SENT $(cv protocol_counter-state-SYN_SENT) vs ActiveOpens $(d ActiveOpens); state-SYN_RECV $(cv protocol_counter-state-SYN_RECV) vs PassiveOpens $(d PassiveOpens)"
+  echo "  EstabResets $(d EstabResets); state-CLOSE $(cv protocol_counter-state-CLOSE)"
+} | tee "$out/measurements-ext.txt"
+eq() { # DESC A B
+  check "(d) $1: ${2:-none} = ${3:-none}" [ "${2:-x}" = "${3:-y}" ]
+}
+eq "sendmsg calls" "$(cv total_operations-sendmsg)" "$(w sends)"
+eq "sendmsg bytes" "$(cv total_bytes-sendmsg)" "$(w send_bytes)"
+eq "recvmsg calls" "$(cv total_operations-recvmsg)" "$(w recvs)"
+eq "recvmsg bytes" "$(cv total_bytes-recvmsg)" "$(w recv_bytes)"
+eq "setsockopt calls" "$(cv total_operations-setsockopt)" "$(w setsockopts)"
+# tcp_disconnect runs for an abortive close (linger 0) and for a connect()
+# that failed (the kernel resets the socket for reuse).
+eq "disconnects = abortive closes + refused connects" "$(cv total_operations-disconnect)" $(( $(w linger) + $(w refused) ))
+eq "segments-in = Tcp InSegs delta" "$(cv protocol_counter-segments-in)" "$(d InSegs)"
+eq "resets-sent = Tcp OutRsts delta" "$(cv protocol_counter-resets-sent)" "$(d OutRsts)"
+# Over loopback every reset sent is received.
+eq "segments-in-rst = Tcp OutRsts delta" "$(cv protocol_counter-segments-in-rst)" "$(d OutRsts)"
+# Each abortive close resets its peer, each refused connect is reset.
+eq "resets-received = abortive closes + refused" "$(cv protocol_counter-resets-received)" $(( $(w linger) + $(w refused) ))
+# Every active open sends a SYN, every passive open a SYN-ACK; on loopback
+# nothing is lost, so each arrives once.
+eq "segments-in-syn = ActiveOpens + PassiveOpens" "$(cv protocol_counter-segments-in-syn)" $(( $(d ActiveOpens) + $(d PassiveOpens) ))
+eq "state-SYN_SENT = ActiveOpens" "$(cv protocol_counter-state-SYN_SENT)" "$(d ActiveOpens)"
+eq "state-SYN_RECV = PassiveOpens" "$(cv protocol_counter-state-SYN_RECV)" "$(d PassiveOpens)"
+check "(d) EstabResets moved by 2 per abortive close ($(d EstabResets) = 2 x $(w linger))" [ "$(d EstabResets)" = $((2 * $(w linger))) ]
+mkdir -p "$out/ext"
+cp -r "$out/csv" "$out/collectd.log" "$out/ext/"
+
 # Real module output for modules/tcp.md's example: staprun alone, 1 s batches.
 say "raw module output (staprun alone, 3 s, light loss)"
 netem_loss_start 20 >/dev/null 2>&1
@@ -113,6 +176,8 @@ for f in "$csvdir"/protocol_counter-retransmits-port-*; do
   port_sum=$((port_sum + n))
 done
 check "(a) per-port series sum to the total ($port_sum = $v)" [ "$port_sum" = "$v" ]
+peer=$(kt_last "$csvdir/protocol_counter-retransmits-peer-127.0.0.1")
+check "(a) all retransmits went to peer 127.0.0.1 (${peer:-none} = $v)" [ "${peer:-x}" = "$v" ]
 check "(a) the service port $port has its own series" \
   test -n "$(ls "$csvdir"/protocol_counter-retransmits-port-$port-20* 2>/dev/null)"
 

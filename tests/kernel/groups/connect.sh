@@ -1,0 +1,150 @@
+#!/bin/bash
+# Kernel test, group connect (runs inside the VM, see scripts/vm/run-guest.sh).
+# An nftables rule drops every third SYN to a port: each connect sends at most
+# two SYNs, so the drops fall on every second connect, which then waits for
+# the SYN retransmit (initial RTO 1 s) while the others connect at once.
+# Asserts:
+#  (a) the module alone (staprun, one final batch): connect() and handshake
+#      latency (count, avg, max, p50, p99) agree with the test's stopwatch;
+#  (b) under collectd: results by family and errno name equal the calls the
+#      test made (success, ECONNREFUSED, EINPROGRESS, ETIMEDOUT; IPv4 and
+#      IPv6); handshakes agree with Tcp ActiveOpens; latency counts over all
+#      intervals equal the calls made, and the largest max the ETIMEDOUT call;
+#  (c) after collectd stops, no staprun/stapio and no module remain.
+. "$(dirname "$0")/../scenario.sh"
+load=$top/tests/kernel/connect_load.py
+kt_require_module connect
+# nft expression modules are not autoloaded in the guest: load them here.
+modprobe nf_tables 2>/dev/null || true
+modprobe nft_numgen 2>/dev/null || true
+
+# Module vs stopwatch: the bucket midpoint is within 6.25%, and the module's
+# clock starts and stops inside the syscall while Python's brackets it (a
+# few ms under TCG): 6.25% + 20 ms.
+lat_close() { # MODULE_US USER_US
+  local d=$(($1 - $2))
+  [ $d -lt 0 ] && d=$((-d))
+  [ $d -le $(($2 / 16 + 20000)) ]
+}
+user_lat() { # FILE -> count avg max p50 p99 slow
+  sed -n 's/^count=\([0-9]*\) avg_us=\([0-9]*\) max_us=\([0-9]*\) p50_us=\([0-9]*\) p99_us=\([0-9]*\) slow=\([0-9]*\)$/\1 \2 \3 \4 \5 \6/p' "$1"
+}
+drop_every_third_syn() { # PORT
+  nft -f - <<NFT
+table inet kt_connect {
+  chain input {
+    type filter hook input priority 0;
+    tcp dport $1 tcp flags & (syn | ack) == syn numgen inc mod 3 == 0 counter drop
+  }
+}
+NFT
+}
+
+# ---------------------------------------------------------------- (a) raw
+say "raw module output (staprun alone, one final batch): 10 connects to 127.0.0.1:5020, every third SYN dropped"
+check "(a) nft rule dropping every third SYN to 5020 installed" drop_every_third_syn 5020
+staprun "$modules/collectd_stap_connect.ko" interval_ms=600000 >"$out/connect-module-output.txt" 2>"$out/connect-module-stderr.txt" &
+spid=$!
+wait_for 60 grep -q '^end 1 ' "$out/connect-module-output.txt"
+"$load" listen 127.0.0.1 5020 10 >"$out/raw-connects.txt"
+kill -INT $spid
+wait $spid
+nft list table inet kt_connect | grep counter | sed 's/^ */  nft: /'
+nft delete table inet kt_connect
+sed 's/^/  /' "$out/connect-module-output.txt"
+wait_for 30 no_module
+read -r uc ua umax u50 u99 uslow <<<"$(user_lat "$out/raw-connects.txt")"
+for what in syscall handshake; do
+  read -r mc ma mmax m50 m99 <<<"$(awk -v w=$what '$1 == "gauge" && $4 == w && $5 > 0 { print $5, $6, $7, $8, $9 }' "$out/connect-module-output.txt" | tail -1)"
+  {
+    echo "raw run, $what latency (us)    count avg max p50 p99"
+    echo "  module:                      $mc $ma $mmax $m50 $m99"
+    echo "  test's stopwatch (connect()): $uc $ua $umax $u50 $u99 (slow >= 500 ms: $uslow)"
+  } | tee -a "$out/measurements.txt"
+  check "(a) $what count: module ${mc:-none} = test $uc" [ "${mc:-x}" = "$uc" ]
+  check "(a) $what avg ${ma:-none} us vs test $ua us (6.25% + 20 ms)" lat_close "${ma:-0}" "$ua"
+  check "(a) $what max ${mmax:-none} us vs test $umax us (6.25% + 20 ms)" lat_close "${mmax:-0}" "$umax"
+  check "(a) $what p50 ${m50:-none} us vs test $u50 us (6.25% + 20 ms)" lat_close "${m50:-0}" "$u50"
+  check "(a) $what p99 ${m99:-none} us vs test $u99 us (6.25% + 20 ms)" lat_close "${m99:-0}" "$u99"
+done
+check "(a) half the connects were slow (>= 500 ms): $uslow of $uc" [ "$uslow" = 5 ]
+check "(a) 10 ipv4-success in the raw output" grep -q '^derive connect connections ipv4-success 10$' "$out/connect-module-output.txt"
+
+# ---------------------------------------------------------------- collectd
+kt_collectd_conf connect
+csvdir=$csv/stap-connect
+a0=$(snmp_counter Tcp ActiveOpens)
+f0=$(snmp_counter Tcp AttemptFails)
+kt_collectd_start "$csvdir/connections-handshake-established" || { kt_done; exit 1; }
+
+say "closed ports: 7 x 127.0.0.1:5029, 3 x [::1]:5029"
+"$load" closed 127.0.0.1 5029 7 >"$out/closed4.txt"
+"$load" closed ::1 5029 3 >"$out/closed6.txt"
+say "non-blocking: 4 x 127.0.0.1:5022; blocking IPv6: 5 x [::1]:5024"
+"$load" nonblock 127.0.0.1 5022 4 >"$out/nonblock4.txt"
+"$load" listen ::1 5024 5 >"$out/listen6.txt"
+say "every third SYN to 5021 dropped: 6 x 127.0.0.1:5021"
+drop_every_third_syn 5021
+"$load" listen 127.0.0.1 5021 6 >"$out/listen4.txt"
+nft delete table inet kt_connect
+say "all SYNs to 5023 dropped, tcp_syn_retries=1: 1 x 127.0.0.1:5023 (ETIMEDOUT after ~3 s)"
+nft -f - <<'NFT'
+table inet kt_connect {
+  chain input {
+    type filter hook input priority 0;
+    tcp dport 5023 tcp flags & (syn | ack) == syn counter drop
+  }
+}
+NFT
+r0=$(sysctl -n net.ipv4.tcp_syn_retries)
+sysctl -qw net.ipv4.tcp_syn_retries=1
+"$load" blackhole 127.0.0.1 5023 1 >"$out/blackhole4.txt"
+sysctl -qw net.ipv4.tcp_syn_retries="$r0"
+nft delete table inet kt_connect
+for f in closed4 closed6 nonblock4 listen6 listen4 blackhole4; do
+  echo "  $f: $(grep '^result' "$out/$f.txt" | tr '\n' ' ')$(tail -1 "$out/$f.txt")"
+done
+sleep 2.5
+a1=$(snmp_counter Tcp ActiveOpens)
+f1=$(snmp_counter Tcp AttemptFails)
+kt_collectd_stop connect
+
+val() { kt_last "$csvdir/connections-$1"; }
+# What the test's own calls returned, per family and result name.
+declare -A want
+for f in closed4 nonblock4 listen4 blackhole4 closed6 listen6; do
+  fam=ipv${f: -1}
+  while read -r _ name n; do
+    [ -n "$name" ] && want[$fam-$name]=$((${want[$fam-$name]:-0} + n))
+  done <<<"$(grep '^result ' "$out/$f.txt")"
+done
+for k in $(printf '%s\n' "${!want[@]}" | sort); do
+  v=$(val "$k")
+  check "(b) $k: module ${v:-none} = ${want[$k]} calls the test made" [ "${v:-x}" = "${want[$k]}" ]
+done
+extra=$(cd "$csvdir" && ls connections-ipv* | sed 's/^connections-//; s/-20[0-9-]*$//' | while read -r k; do [ -n "${want[$k]:-}" ] || echo "$k"; done)
+check "(b) no result series the test did not cause (${extra:-none})" [ -z "$extra" ]
+for exp in "ipv4-ECONNREFUSED 7" "ipv6-ECONNREFUSED 3" "ipv4-EINPROGRESS 4" "ipv6-success 5" \
+  "ipv4-success 6" "ipv4-ETIMEDOUT 1"; do
+  set -- $exp
+  check "(b) the test itself saw $2 x $1 (${want[$1]:-0})" [ "${want[$1]:-0}" = "$2" ]
+done
+est=$(val handshake-established)
+hf=$(val handshake-failed)
+{
+  echo "handshake-established $est (test: 4 + 5 + 6 = 15), handshake-failed $hf (test: 7 + 3 + 1 = 11)"
+  echo "Tcp ActiveOpens delta $((a1 - a0)), AttemptFails delta $((f1 - f0))"
+} | tee -a "$out/measurements.txt"
+check "(b) handshake-established ${est:-none} = 15" [ "${est:-x}" = 15 ]
+check "(b) handshake-failed ${hf:-none} = 11" [ "${hf:-x}" = 11 ]
+check "(b) established + failed = Tcp ActiveOpens delta $((a1 - a0))" [ $((est + hf)) = $((a1 - a0)) ]
+check "(b) handshake-failed = Tcp AttemptFails delta $((f1 - f0))" [ "$hf" = $((f1 - f0)) ]
+sys_n=$(tail -n +2 "$csvdir"/stap_latency-syscall-20* | awk -F, '{ s += $2 } END { print s + 0 }')
+hs_n=$(tail -n +2 "$csvdir"/stap_latency-handshake-20* | awk -F, '{ s += $2 } END { print s + 0 }')
+sys_max=$(tail -n +2 "$csvdir"/stap_latency-syscall-20* | awk -F, '$2 > 0 && $4 > m { m = $4 } END { print m + 0 }')
+read -r _ _ bh_max _ _ _ <<<"$(user_lat "$out/blackhole4.txt")"
+echo "latency counts over all intervals: syscall $sys_n (test: 26 calls), handshake $hs_n (15); largest syscall max $sys_max us (ETIMEDOUT call: $bh_max us)" | tee -a "$out/measurements.txt"
+check "(b) syscall latency count $sys_n = 26 connect() calls" [ "$sys_n" = 26 ]
+check "(b) handshake latency count $hs_n = 15 established" [ "$hs_n" = 15 ]
+check "(b) largest syscall max $sys_max us vs the ETIMEDOUT call's $bh_max us (6.25% + 20 ms)" lat_close "$sys_max" "$bh_max"
+kt_done
