@@ -19,6 +19,12 @@
 #    from the target headers and, only then, build against a patched copy of the runtime
 #    kept at a stable cache path (a changing -R path would defeat stap's cache).
 #  - stap builds are CPU- and memory-heavy: one at a time, serialised with a lock.
+#  - Kernel debuginfo only where needed: a module whose .stp has a line `// needs: debuginfo`
+#    (tapsets tcp.*, udp.*, socket.*, ipmib.*, netdev.transmit, kernel.function with $vars)
+#    is built with SYSTEMTAP_DEBUGINFO_PATH pointing at a cached, shrunken vmlinux (see
+#    ensure_debuginfo). A module that fails with "missing ... debuginfo" without declaring
+#    it gets the debuginfo fetched and one retry, with a warning to add the line.
+#    Other modules are built exactly as before (no debuginfo, same stap cache keys).
 #
 # Environment:
 #   KVER               target kernel release (e.g. 6.1.0-56-amd64)
@@ -26,7 +32,12 @@
 #   MODULES_OUT        output root (default: <repo>/build/modules)
 #   STAP_EXTRA_FLAGS   extra flags for stap (e.g. "-DMAXMAPENTRIES=4096")
 #   SYSTEMTAP_DIR      stap's cache/state dir (default ~/.systemtap); keep it stable
-#   XDG_CACHE_HOME     the patched runtime lives under ${XDG_CACHE_HOME:-~/.cache}/collectd-stap
+#   XDG_CACHE_HOME     the patched runtime lives under ${XDG_CACHE_HOME:-~/.cache}/collectd-stap,
+#                      kernel debuginfo under .../collectd-stap/debuginfo/KVER/
+#   KEEP_DEBUGINFO_DEB 1 = keep the downloaded linux-image-KVER-dbg .deb (858 MB for 6.1.0-56)
+#                      in .../debuginfo/ (reused if the cache is wiped); default: delete it
+#                      once extracted. First fetch ~50 s here (download 12 s, extract 8 s,
+#                      objcopy 29 s), 146 MB kept; later builds reuse it at no cost.
 
 set -euo pipefail
 
@@ -56,7 +67,7 @@ while [ $# -gt 0 ]; do
         --kver) [ $# -ge 2 ] || die "--kver needs a value"; KVER=$2; shift ;;
         --kver=*) KVER=${1#--kver=} ;;
         KVER=*) KVER=${1#KVER=} ;;
-        -h|--help) sed -n '2,30p' "$SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,40p' "$SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) die "unknown option '$1' (try --help)" ;;
         *) groups+=("${1%.stp}") ;;
     esac
@@ -237,6 +248,110 @@ prepare_runtime() {
 }
 
 # ---------------------------------------------------------------------------
+# Kernel debuginfo for modules that need it
+#
+# Layout (stable paths, so stap's cache keeps working across builds):
+#   $CACHE_ROOT/debuginfo/KVER/usr/lib/debug/boot/vmlinux-KVER     shrunken: debug sections
+#                                                                  (zlib) + symbols, no code
+#   $CACHE_ROOT/debuginfo/KVER/usr/lib/debug/boot/System.map-KVER  the real one
+#   $CACHE_ROOT/debuginfo/KVER/.collectd-stap-debuginfo            marker: complete
+# stap finds vmlinux-KVER as <SYSTEMTAP_DEBUGINFO_PATH>/boot/vmlinux-KVER. Only the two files
+# are extracted from the -dbg package (never installed: 5.6 GB unpacked); objcopy drops the
+# relocation sections and compresses the DWARF (633 MB -> 154 MB for 6.1.0-56) with the same
+# stap output.
+
+# needs_debuginfo FILE.stp: the script declares `// needs: debuginfo` on a line of its own.
+needs_debuginfo() {
+    grep -Eq '^[[:space:]]*//[[:space:]]*needs:[[:space:]]*([a-z,[:space:]]*[,[:space:]])?debuginfo([[:space:],]|$)' "$1"
+}
+
+DEBUGINFO_ENV=()
+DEBUGINFO_DIR=
+ensure_debuginfo() {
+    [ ${#DEBUGINFO_ENV[@]} -eq 0 ] || return 0
+    local root="$CACHE_ROOT/debuginfo" pkg="linux-image-$KVER-dbg"
+    local dir="$root/$KVER" rel="usr/lib/debug/boot"
+    local vml="$dir/$rel/vmlinux-$KVER" t0 ts
+    t0=$(now)
+    if [ -f "$dir/.collectd-stap-debuginfo" ] && [ -s "$vml" ]; then
+        info "debuginfo: cached $vml ($(du -m "$vml" | cut -f1) MB)"
+    else
+        mkdir -p "$root"
+        local cmd="cd $root && apt-get download $pkg"
+        command -v apt-get >/dev/null 2>&1 ||
+            die "kernel debuginfo for $KVER is needed and apt-get is not available. Get $pkg and extract ./$rel/vmlinux-$KVER and ./$rel/System.map-$KVER into $dir"
+        command -v objcopy >/dev/null 2>&1 || pkg_install binutils "objcopy, to shrink the debuginfo"
+        apt_has_lists || apt_update_once || true
+        apt-cache show "$pkg" >/dev/null 2>&1 || apt_update_once || true
+        apt-cache show "$pkg" >/dev/null 2>&1 ||
+            die "kernel debuginfo package $pkg is unknown to apt. Run: apt-get update && $cmd
+  (Debian ships it from the main archive, or debian-security for updates; if it is gone, pick another KVER)"
+        local tmp deb rc=0
+        tmp=$(mktemp -d "$root/.$KVER.XXXXXX")
+        # shellcheck disable=SC2064
+        trap "rm -rf '$tmp'" EXIT
+        deb=$(compgen -G "$root/${pkg}_*.deb" | head -n 1) || deb=
+        if [ -n "$deb" ]; then
+            info "debuginfo: using the kept package $deb"
+        else
+            info "debuginfo: step 1/3 downloading $pkg (about 860 MB): $cmd"
+            ts=$(now)
+            (cd "$tmp" && apt-get download -q "$pkg") >"$tmp/apt.log" 2>&1 || rc=$?
+            deb=$(compgen -G "$tmp/${pkg}_*.deb" | head -n 1) || deb=
+            if [ "$rc" != 0 ] || [ -z "$deb" ]; then
+                tail -n 20 "$tmp/apt.log" | sed 's/^/    /' >&2
+                die "downloading $pkg failed (exit $rc). Run: $cmd"
+            fi
+            info "debuginfo: downloaded $(du -m "$deb" | cut -f1) MB in $(elapsed "$ts")s"
+        fi
+        info "debuginfo: step 2/3 extracting ./$rel/vmlinux-$KVER and System.map-$KVER only"
+        ts=$(now)
+        # --occurrence: tar stops reading once it has both members (they sit early in the
+        # archive); dpkg-deb then dies of SIGPIPE, which is fine if tar got both.
+        local st
+        set +e
+        dpkg-deb --fsys-tarfile "$deb" 2>/dev/null |
+            tar -x -C "$tmp" --occurrence=1 "./$rel/vmlinux-$KVER" "./$rel/System.map-$KVER" 2>"$tmp/tar.log"
+        st=("${PIPESTATUS[@]}")
+        set -e
+        if [ "${st[1]}" != 0 ] || [ ! -s "$tmp/$rel/vmlinux-$KVER" ]; then
+            sed 's/^/    /' "$tmp/tar.log" >&2
+            die "extracting vmlinux-$KVER from $deb failed (dpkg-deb ${st[0]}, tar ${st[1]}). Retry: $cmd, then
+  dpkg-deb --fsys-tarfile ${pkg}_*.deb | tar -x ./$rel/vmlinux-$KVER ./$rel/System.map-$KVER"
+        fi
+        info "debuginfo: extracted $(du -m "$tmp/$rel/vmlinux-$KVER" | cut -f1) MB vmlinux in $(elapsed "$ts")s"
+        info "debuginfo: step 3/3 shrinking: objcopy --only-keep-debug -R '.rela*' --compress-debug-sections=zlib"
+        ts=$(now)
+        objcopy --only-keep-debug -R '.rela*' --compress-debug-sections=zlib \
+            "$tmp/$rel/vmlinux-$KVER" "$tmp/$rel/vmlinux-$KVER.small" ||
+            die "objcopy failed on $tmp/$rel/vmlinux-$KVER (binutils too old for --compress-debug-sections?)"
+        mv -f "$tmp/$rel/vmlinux-$KVER.small" "$tmp/$rel/vmlinux-$KVER"
+        info "debuginfo: shrunk to $(du -m "$tmp/$rel/vmlinux-$KVER" | cut -f1) MB in $(elapsed "$ts")s"
+        if [ "${KEEP_DEBUGINFO_DEB:-0}" = 1 ] && [ "${deb#"$tmp"/}" != "$deb" ]; then
+            mv -f "$deb" "$root/"
+            info "debuginfo: kept $root/$(basename "$deb") (KEEP_DEBUGINFO_DEB=1)"
+        elif [ "${deb#"$tmp"/}" = "$deb" ] && [ "${KEEP_DEBUGINFO_DEB:-0}" != 1 ]; then
+            rm -f "$deb"
+        fi
+        rm -f "$tmp"/*.deb "$tmp/apt.log" "$tmp/tar.log"
+        printf 'package=%s\nsource=%s\nshrunk=objcopy --only-keep-debug -R .rela* --compress-debug-sections=zlib\n' \
+            "$pkg" "$(basename "$deb")" >"$tmp/.collectd-stap-debuginfo"
+        chmod 755 "$tmp"    # mktemp made it 0700
+        rm -rf "$dir"
+        mv "$tmp" "$dir"
+        trap - EXIT
+        info "debuginfo: ready in $(elapsed "$t0")s: $vml ($(du -m "$vml" | cut -f1) MB; the .deb was $( [ "${KEEP_DEBUGINFO_DEB:-0}" = 1 ] && echo kept || echo deleted))"
+    fi
+    DEBUGINFO_DIR=$dir
+    DEBUGINFO_ENV=("SYSTEMTAP_DEBUGINFO_PATH=$dir/usr/lib/debug")
+}
+
+# missing_debuginfo LOG: stap failed for want of kernel debuginfo.
+missing_debuginfo() {
+    grep -Eq 'missing .*(kernel|module).* debuginfo|debuginfo.*not found|No DWARF information found' "$1"
+}
+
+# ---------------------------------------------------------------------------
 # Building
 
 # Run stap, show its "Pass N" lines with elapsed time, keep everything in $log.
@@ -292,7 +407,8 @@ show_failure() {
     - "semantic error" / "parse error": fix the script; \`make modules-lint KVER=$KVER\` is a fast check.
     - errors in generated C or in the runtime (e.g. task_work): the kernel and SystemTap disagree;
       see the runtime-fix logic in scripts/build-modules.sh (now using: $RUNTIME_NOTE).
-    - "missing ... debuginfo": the script uses a probe that needs kernel debuginfo; use a tracepoint.
+    - "missing ... debuginfo": the script uses a probe that needs kernel debuginfo: prefer a
+      tracepoint, or declare it with a line '// needs: debuginfo' (now: ${DEBUGINFO_DIR:-not used}).
     - Full stap output: $log
 EOF
 }
@@ -344,47 +460,70 @@ main() {
         log="$out_dir/.$name.$mode.log"
         t0=$(now)
 
-        if [ "$mode" = lint ]; then
-            info "[$group] lint: stap -p2 -r $KVER $(basename "$stp")"
-            if run_stap "$group" "$log" "$t0" "$STAP" -v -p2 -m "$name" -r "$KVER" "${RUNTIME_FLAGS[@]}" "${extra[@]}" "$stp"; then
-                info "[$group] lint ok in $(elapsed "$t0")s"
-                grep -E '^WARNING' "$log" | grep -v 'Kernel function symbol table missing' |
-                    sed 's/^/    /' || true
-            else
-                show_failure "$group" "$log" "stap -p2"
-                failed=1
-            fi
-            continue
-        fi
-
-        if [ "$force" = 0 ] && [ -f "$ko" ] && [ "$ko" -nt "$stp" ] && [ "$ko" -nt "$SELF" ]; then
+        if [ "$mode" = build ] && [ "$force" = 0 ] && [ -f "$ko" ] && [ "$ko" -nt "$stp" ] && [ "$ko" -nt "$SELF" ]; then
             info "[$group] up to date: $ko"
             skipped=$((skipped + 1))
             continue
         fi
 
-        info "[$group] building $name.ko for $KVER (stap -p4; a cold build takes minutes, a warm one seconds)"
-        tmp=$(mktemp -d "$out_dir/.build.XXXXXX")
-        if (cd "$tmp" && run_stap "$group" "$log" "$t0" "$STAP" -v -p4 -m "$name" -r "$KVER" \
-                "${RUNTIME_FLAGS[@]}" "${extra[@]}" "$stp") && [ -f "$tmp/$name.ko" ]; then
-            mv -f "$tmp/$name.ko" "$ko"
-            rm -rf "$tmp"
-            local vm
-            vm=$(modinfo -F vermagic "$ko" 2>/dev/null | awk '{print $1}') || vm=
-            if [ -n "$vm" ] && [ "$vm" != "$KVER" ]; then
-                warn "[$group] $ko has vermagic '$vm', expected '$KVER'"
-            fi
-            info "[$group] done in $(elapsed "$t0")s: $ko ($(du -k "$ko" | cut -f1) KB)"
-            built=$((built + 1))
-        else
-            rm -rf "$tmp"
-            show_failure "$group" "$log" "stap -p4 (build)"
-            failed=1
+        local denv=() dnote='' attempt ok
+        if needs_debuginfo "$stp"; then
+            ensure_debuginfo
+            denv=("${DEBUGINFO_ENV[@]}")
+            dnote=" with kernel debuginfo"
         fi
+
+        for attempt in 1 2; do
+            ok=0
+            t0=$(now)
+            if [ "$mode" = lint ]; then
+                info "[$group] lint: stap -p2 -r $KVER $(basename "$stp")$dnote"
+                if run_stap "$group" "$log" "$t0" env "${denv[@]}" "$STAP" -v -p2 -m "$name" -r "$KVER" \
+                        "${RUNTIME_FLAGS[@]}" "${extra[@]}" "$stp"; then
+                    info "[$group] lint ok in $(elapsed "$t0")s"
+                    grep -E '^WARNING' "$log" | grep -v 'Kernel function symbol table missing' |
+                        sed 's/^/    /' || true
+                    ok=1
+                fi
+            else
+                info "[$group] building $name.ko for $KVER$dnote (stap -p4; a cold build takes minutes, a warm one seconds)"
+                tmp=$(mktemp -d "$out_dir/.build.XXXXXX")
+                if (cd "$tmp" && run_stap "$group" "$log" "$t0" env "${denv[@]}" "$STAP" -v -p4 -m "$name" -r "$KVER" \
+                        "${RUNTIME_FLAGS[@]}" "${extra[@]}" "$stp") && [ -f "$tmp/$name.ko" ]; then
+                    mv -f "$tmp/$name.ko" "$ko"
+                    rm -rf "$tmp"
+                    local vm
+                    vm=$(modinfo -F vermagic "$ko" 2>/dev/null | awk '{print $1}') || vm=
+                    if [ -n "$vm" ] && [ "$vm" != "$KVER" ]; then
+                        warn "[$group] $ko has vermagic '$vm', expected '$KVER'"
+                    fi
+                    info "[$group] done in $(elapsed "$t0")s: $ko ($(du -k "$ko" | cut -f1) KB)"
+                    built=$((built + 1))
+                    ok=1
+                else
+                    rm -rf "$tmp"
+                fi
+            fi
+            [ "$ok" = 1 ] && break
+            if [ "$attempt" = 1 ] && [ ${#denv[@]} -eq 0 ] && missing_debuginfo "$log"; then
+                warn "[$group] $(basename "$stp") needs kernel debuginfo but does not say so; add a line '// needs: debuginfo' to it. Fetching debuginfo and retrying."
+                ensure_debuginfo
+                denv=("${DEBUGINFO_ENV[@]}")
+                dnote=" with kernel debuginfo"
+                continue
+            fi
+            if [ "$mode" = lint ]; then
+                show_failure "$group" "$log" "stap -p2"
+            else
+                show_failure "$group" "$log" "stap -p4 (build)"
+            fi
+            failed=1
+            break
+        done
     done
 
     if [ "$mode" = build ]; then
-        info "KVER=$KVER: $built built, $skipped up to date, runtime: $RUNTIME_NOTE"
+        info "KVER=$KVER: $built built, $skipped up to date, runtime: $RUNTIME_NOTE${DEBUGINFO_DIR:+, debuginfo: $DEBUGINFO_DIR}"
     fi
     [ "$failed" = 0 ] || die "some modules failed (see above)"
 }
