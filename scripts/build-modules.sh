@@ -25,6 +25,9 @@
 #    ensure_debuginfo). A module that fails with "missing ... debuginfo" without declaring
 #    it gets the debuginfo fetched and one retry, with a warning to add the line.
 #    Other modules are built exactly as before (no debuginfo, same stap cache keys).
+#  - A module whose .stp has `// needs: system.map` (kprobe.function, syscall.*) is built with
+#    -r pointing at a tree of links to the headers plus the real System.map from the -dbg
+#    package (the linux-image package ships a placeholder), never by writing to /boot.
 #
 # Environment:
 #   KVER               target kernel release (e.g. 6.1.0-56-amd64)
@@ -265,6 +268,33 @@ needs_debuginfo() {
     grep -Eq '^[[:space:]]*//[[:space:]]*needs:[[:space:]]*([a-z,[:space:]]*[,[:space:]])?debuginfo([[:space:],]|$)' "$1"
 }
 
+# needs_symbols FILE.stp: the script declares `// needs: system.map`: it uses
+# kprobe.function or syscall probes, which stap resolves from the kernel's symbol table
+# at build time. The System.map in Debian's linux-image package is a placeholder, so the
+# real one comes from the -dbg package (ensure_debuginfo) and is given to stap in a tree of
+# links to the headers (ensure_ktree), never written to /boot.
+needs_symbols() {
+    grep -Eq '^[[:space:]]*//[[:space:]]*needs:.*system\.map' "$1"
+}
+
+KTREE=
+ensure_ktree() {
+    [ -z "$KTREE" ] || return 0
+    local hdr=/usr/src/linux-headers-$KVER
+    local map=$DEBUGINFO_DIR/usr/lib/debug/boot/System.map-$KVER
+    local tree=$CACHE_ROOT/ktree/$KVER
+    [ -f "$map" ] || die "no System.map in $DEBUGINFO_DIR (remove that directory and rebuild)"
+    if [ ! -e "$tree/Makefile" ] || [ "$(readlink "$tree/System.map" 2>/dev/null)" != "$map" ]; then
+        info "kernel tree with the real System.map: $tree (links to $hdr)"
+        rm -rf "$tree"
+        mkdir -p "$tree"
+        find "$hdr" -mindepth 1 -maxdepth 1 -exec ln -s {} "$tree/" \;
+        rm -f "$tree/System.map"
+        ln -s "$map" "$tree/System.map"
+    fi
+    KTREE=$tree
+}
+
 DEBUGINFO_ENV=()
 DEBUGINFO_DIR=
 ensure_debuginfo() {
@@ -466,11 +496,17 @@ main() {
             continue
         fi
 
-        local denv=() dnote='' attempt ok
+        local denv=() dnote='' attempt ok rtree=$KVER
         if needs_debuginfo "$stp"; then
             ensure_debuginfo
             denv=("${DEBUGINFO_ENV[@]}")
             dnote=" with kernel debuginfo"
+        fi
+        if needs_symbols "$stp"; then
+            ensure_debuginfo
+            ensure_ktree
+            rtree=$KTREE
+            dnote="$dnote with the kernel's System.map"
         fi
 
         for attempt in 1 2; do
@@ -478,7 +514,7 @@ main() {
             t0=$(now)
             if [ "$mode" = lint ]; then
                 info "[$group] lint: stap -p2 -r $KVER $(basename "$stp")$dnote"
-                if run_stap "$group" "$log" "$t0" env "${denv[@]}" "$STAP" -v -p2 -m "$name" -r "$KVER" \
+                if run_stap "$group" "$log" "$t0" env "${denv[@]}" "$STAP" -v -p2 -m "$name" -r "$rtree" \
                         "${RUNTIME_FLAGS[@]}" "${extra[@]}" "$stp"; then
                     info "[$group] lint ok in $(elapsed "$t0")s"
                     grep -E '^WARNING' "$log" | grep -v 'Kernel function symbol table missing' |
@@ -488,7 +524,7 @@ main() {
             else
                 info "[$group] building $name.ko for $KVER$dnote (stap -p4; a cold build takes minutes, a warm one seconds)"
                 tmp=$(mktemp -d "$out_dir/.build.XXXXXX")
-                if (cd "$tmp" && run_stap "$group" "$log" "$t0" env "${denv[@]}" "$STAP" -v -p4 -m "$name" -r "$KVER" \
+                if (cd "$tmp" && run_stap "$group" "$log" "$t0" env "${denv[@]}" "$STAP" -v -p4 -m "$name" -r "$rtree" \
                         "${RUNTIME_FLAGS[@]}" "${extra[@]}" "$stp") && [ -f "$tmp/$name.ko" ]; then
                     mv -f "$tmp/$name.ko" "$ko"
                     rm -rf "$tmp"
