@@ -26,6 +26,11 @@ check() { # description command...
 mod=$out/modules/collectd_stap_tcp.ko
 cp "$top/tests/data/tcp-climb.replay" "$mod"
 cp "$top/tests/data/tcp-crash.replay" "$mod.1"
+# Two more groups, for the shipped thresholds on overflows and drops. The
+# other groups of the shipped stap.conf have no module here: they must be
+# reported and must not disturb these.
+cp "$top/tests/data/accept-overflow.replay" "$out/modules/collectd_stap_accept.ko"
+cp "$top/tests/data/drops-climb.replay" "$out/modules/collectd_stap_drops.ko"
 
 # The shipped snippets, with only the install paths pointed at this tree.
 for f in stap.conf stap-thresholds.conf; do
@@ -69,6 +74,8 @@ retrans() { tail -n +2 "$csv"/protocol_counter-retransmits-20* 2>/dev/null | cut
 for _ in $(seq 1 60); do
   kill -0 $cpid 2>/dev/null || break
   grep -q 'severity = OKAY.*type_instance = retransmits' "$out/collectd.log" 2>/dev/null &&
+    grep -q 'severity = OKAY.*plugin_instance = drops' "$out/collectd.log" 2>/dev/null &&
+    grep -q 'severity = OKAY.*plugin_instance = accept, type = protocol_counter, type_instance = accept-queue-overflows,' "$out/collectd.log" 2>/dev/null &&
     [ "$(retrans | grep -c '^91$')" -ge 3 ] && break
   sleep 0.5
 done
@@ -127,6 +134,22 @@ no_fake_left() { ! pgrep -f "fake-staprun $mod" >/dev/null; }
 check "no staprun (fake) process is left" no_fake_left
 no_dataset_error() { ! grep -q 'Dataset not found' "$log"; }
 check "no error from collectd about types" no_dataset_error
+
+# The shipped thresholds for the accept and drops groups, and the accept
+# module's own notification naming the port.
+has_notification() { # SEVERITY PINST TINST
+  grep -q "severity = $1, host = integration, plugin = stap, plugin_instance = $2, type = [a-z_]*, type_instance = $3," "$log"
+}
+check "threshold WARNING for accept-queue overflows (40-50/s over two intervals)" has_notification WARNING accept accept-queue-overflows
+check "threshold OKAY once overflows stop" has_notification OKAY accept accept-queue-overflows
+check "the accept module's WARNING naming the port is dispatched" \
+  grep -q 'plugin_instance = accept, type = protocol_counter, type_instance = accept-queue-overflows-port-8080, message = listen queue overflow on port 8080' "$log"
+check "threshold WARNING for drops above 1000/s" has_notification WARNING drops total
+check "threshold OKAY once drops stop" has_notification OKAY drops total
+check "a group whose module is missing is reported with what to do" \
+  grep -q 'group udp: module .*collectd_stap_udp.ko: No such file or directory. Build it with' "$log"
+check "... and the other groups carry on (accept values arrived)" \
+  test -n "$(ls "$out"/csv/integration/stap-accept/protocol_counter-accept-queue-overflows-20* 2>/dev/null)"
 
 # A session recorded from the real module in the VM, replayed as it was: the
 # dispatched values are the module's totals, batch by batch.
