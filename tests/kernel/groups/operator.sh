@@ -1,6 +1,9 @@
 #!/bin/bash
 # Kernel scenario "operator": the paths an operator uses, with the tcp
-# group's real retransmits (netem loss on lo):
+# group's real retransmits (loss on one flow, from an nft rule):
+#  - alerts that name the flows: the threshold's WARNING makes the plugin read
+#    the tcp module's top_flows file and send a follow-up naming the lossy
+#    flow, not the clean one;
 #  - forwarding: a second collectd ("central") receives the values over the
 #    network plugin on loopback and writes them with csv; the stap values
 #    arrive under the sender's host name;
@@ -64,11 +67,35 @@ collectd -f -C "$out/central/collectd.conf" >"$out/central/stdout" 2>&1 &
 central=$!
 
 kt_collectd_start "$csv/stap-tcp/protocol_counter-retransmits" || { kill $central; kt_done; exit 1; }
-say "loss: netem 20% on lo, 4 clients for 10 s"
-netem_loss_start 20
-"$top/tests/kernel/tcp_load.py" $port 10 4 20000 >"$out/transfers.txt"
-netem_stop
+# Loss on one flow only: two long streams over lo, one to port $port that
+# loses 10% of its data segments (an nft rule on that port), one to
+# $((port + 1)) that loses nothing. The alert's follow-up notification must
+# name the first and not the second.
+say "loss on one flow: 10% of segments to port $port dropped by nft, a clean stream to $((port + 1))"
+modprobe nft_numgen 2>/dev/null
+nft add table inet stapflow &&
+  nft add chain inet stapflow out '{ type filter hook output priority 0; }' &&
+  nft add rule inet stapflow out tcp dport $port numgen random mod 100 '<' 10 drop ||
+  bad "cannot add the nft loss rule"
+lines_before=$(wc -l <"$out/collectd.log")
+for p in $port $((port + 1)); do
+  socat -u TCP-LISTEN:$p,bind=127.0.0.1,reuseaddr OPEN:/dev/null </dev/null &
+done
+sleep 1
+for p in $port $((port + 1)); do
+  (head -c 2000000000 /dev/zero | timeout 12 socat -u - TCP:127.0.0.1:$p) 2>/dev/null &
+done
+sleep 14
+nft delete table inet stapflow
+pkill -f "TCP-LISTEN:$port" ; pkill -f "TCP-LISTEN:$((port + 1))"
 sleep 3
+flows=$(tail -n +"$((lines_before + 1))" "$out/collectd.log" | grep 'type_instance = retransmits-flows' | head -1)
+echo "follow-up: ${flows:-none}"
+echo "${flows:-none}" >"$out/flow-notification.txt"
+check "an alert on retransmits brought a follow-up notification naming flows" test -n "$flows"
+names_lossy() { grep -q "127.0.0.1:$port " <<<"$flows" || grep -q "127.0.0.1:$port <->" <<<"$flows" || grep -q "<-> 127.0.0.1:$port " <<<"$flows"; }
+check "it names the lossy flow (port $port)" names_lossy
+check "it does not name the clean flow (port $((port + 1)))" bash -c "! grep -q '127.0.0.1:$((port + 1))[ ,]' <<<'$flows'"
 
 # Prometheus: the exporter's text for the retransmit counter.
 python3 -c 'import urllib.request,sys; sys.stdout.write(urllib.request.urlopen("http://127.0.0.1:9103/metrics", timeout=10).read().decode())' \
