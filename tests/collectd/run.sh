@@ -12,15 +12,7 @@ rm -rf "$out"
 mkdir -p "$out/modules"
 cd "$out"
 
-pass=0
-fail=0
-ok() { echo "PASS: $*"; pass=$((pass + 1)); }
-bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
-check() { # description command...
-  local what=$1
-  shift
-  if "$@"; then ok "$what"; else bad "$what"; fi
-}
+. "$top/tests/assert.sh"
 
 # The "module" the fake staprun replays: first run crashes, second is normal.
 mod=$out/modules/collectd_stap_tcp.ko
@@ -166,5 +158,4 @@ echo "recorded session: csv has:        $got"
 same_as_recorded() { [ -n "$want" ] && [ "$got" = "$want" ]; }
 check "a recorded VM session is dispatched batch by batch, unchanged" same_as_recorded
 
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+summary

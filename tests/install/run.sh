@@ -9,15 +9,7 @@ out=$(realpath -m "${1:-$top/build/install-test}")
 rm -rf "$out"
 mkdir -p "$out"
 dest=$out/root
-pass=0
-fail=0
-ok() { echo "PASS: $*"; pass=$((pass + 1)); }
-bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
-check() {
-  local what=$1
-  shift
-  if "$@"; then ok "$what"; else bad "$what"; fi
-}
+. "$top/tests/assert.sh"
 m() { make -s -C "$top" --no-print-directory "$@"; }
 
 # A fake built module for one kernel, so the test needs no stap build.
@@ -70,5 +62,4 @@ if [ -n "$ko" ] && kver=$(basename "$(dirname "$ko")") && [ -x "/usr/src/linux-h
 else
   echo "SKIP: module signing (no built module with headers; make modules first)"
 fi
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+summary

@@ -6,10 +6,7 @@ set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 rrd=${1:?usage: check-graphs.sh RRDDIR OUTDIR}
 out=${2:?usage: check-graphs.sh RRDDIR OUTDIR}
-pass=0
-fail=0
-ok() { echo "PASS: $*"; pass=$((pass + 1)); }
-bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
+. "$top/tests/assert.sh"
 rm -rf "$out"
 if ! res=$(bash "$top/scripts/graphs.sh" "$rrd" "$out" 2>&1); then
   bad "graphs.sh failed: $res"
@@ -29,5 +26,4 @@ if awk -v m="${max:-0}" 'BEGIN{exit !(m > 0)}'; then
 else
   bad "retransmits.png has no data (max '${max:-none}')"
 fi
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+summary

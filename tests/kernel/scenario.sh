@@ -24,15 +24,7 @@ modules=$top/build/modules/$kver
 host=stapvm
 csv=$out/csv/$host
 
-pass=0
-fail=0
-ok() { echo "PASS: $*"; pass=$((pass + 1)); }
-bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
-check() {
-  local what=$1
-  shift
-  if "$@"; then ok "$what"; else bad "$what"; fi
-}
+. "$top/tests/assert.sh"
 say() { echo "--- $*"; }
 no_staprun() { ! pgrep -x 'staprun|stapio' >/dev/null; }
 no_module() { ! grep -q '^collectd_stap_' /proc/modules; }
@@ -130,7 +122,4 @@ kt_collectd_stop() {
       grep -q "group $group: staprun stopped (exited with status 0)" "$out/collectd.log"
 }
 
-kt_done() {
-  echo "$pass passed, $fail failed"
-  [ "$fail" = 0 ]
-}
+kt_done() { summary; }
