@@ -284,13 +284,21 @@ ensure_ktree() {
     local map=$DEBUGINFO_DIR/usr/lib/debug/boot/System.map-$KVER
     local tree=$CACHE_ROOT/ktree/$KVER
     [ -f "$map" ] || die "no System.map in $DEBUGINFO_DIR (remove that directory and rebuild)"
-    if [ ! -e "$tree/Makefile" ] || [ "$(readlink "$tree/System.map" 2>/dev/null)" != "$map" ]; then
+    if [ ! -e "$tree/Makefile" ] || [ ! -e "$tree/source" ] ||
+        [ "$(readlink "$tree/System.map" 2>/dev/null)" != "$map" ]; then
         info "kernel tree with the real System.map: $tree (links to $hdr)"
         rm -rf "$tree"
         mkdir -p "$tree"
         find "$hdr" -mindepth 1 -maxdepth 1 -exec ln -s {} "$tree/" \;
         rm -f "$tree/System.map"
         ln -s "$map" "$tree/System.map"
+        # stap takes the kernel's source tree (tracepoint definitions) from TREE/source.
+        # Debian splits it into the -common headers package, which the arch Makefile includes.
+        local src
+        src=$(sed -n 's|^include \(/.*\)/Makefile$|\1|p' "$hdr/Makefile" | head -n 1)
+        [ -n "$src" ] && [ -d "$src" ] || src=$(readlink -f "/lib/modules/$KVER/source" 2>/dev/null || true)
+        [ -n "$src" ] && [ -d "$src" ] || die "cannot find the kernel source headers of $KVER (linux-headers-*-common)"
+        ln -s "$src" "$tree/source"
     fi
     KTREE=$tree
 }
