@@ -5,6 +5,8 @@
 # below it). Draws what is there, says what is not:
 #   retransmits.png  TCP retransmits per second with the shipped WarningMax
 #   throughput.png   bytes per second per device (netdev group)
+#   connect-latency.png  TCP handshake latency p50, p99 and max (connect group)
+#   drops.png        dropped packets per second by reason (drops group)
 # For each graph it prints "GRAPH: max=N" (the largest value drawn), so a
 # test can tell a graph with data from an empty one.
 set -euo pipefail
@@ -63,4 +65,35 @@ if [ ${#devs[@]} -gt 0 ]; then
 else
   echo "throughput: no stap-netdev-*/if_octets.rrd under $rrd"
 fi
+lat=$(find "$rrd" -path '*/stap-connect/stap_latency-handshake.rrd' | head -1)
+if [ -n "$lat" ]; then
+  graph connect-latency "$lat" --title "TCP handshake latency (stap-connect)" \
+    --vertical-label "ms" \
+    DEF:p50u="$lat":p50:AVERAGE DEF:p99u="$lat":p99:AVERAGE DEF:maxu="$lat":max:AVERAGE \
+    CDEF:p50=p50u,1000,/ CDEF:p99=p99u,1000,/ CDEF:mx=maxu,1000,/ \
+    LINE2:p50#2ca02c:"p50" LINE2:p99#ff7f0e:"p99" LINE1:mx#d62728:"max" \
+    VDEF:m=mx,MAXIMUM PRINT:m:"%.2lf"
+else
+  echo "connect-latency: no stap-connect/stap_latency-handshake.rrd under $rrd"
+fi
+
+mapfile -t reasons < <(find "$rrd" -path '*/stap-drops/packets-*.rrd' ! -name 'packets-total.rrd' | sort)
+if [ ${#reasons[@]} -gt 0 ]; then
+  args=()
+  colors=(1f77b4 ff7f0e 2ca02c d62728 9467bd 8c564b 17becf 7f7f7f e377c2 bcbd22)
+  i=0
+  for f in "${reasons[@]}"; do
+    r=$(basename "$f" .rrd)
+    r=${r#packets-}
+    c=${colors[$((i % ${#colors[@]}))]}
+    args+=(DEF:d$i="$f":value:AVERAGE CDEF:z$i=d$i,UN,0,d$i,IF "AREA:z$i#$c:$r:STACK")
+    [ $i = 0 ] && sum="z0" || sum="$sum,z$i,+"
+    i=$((i + 1))
+  done
+  graph drops "${reasons[0]}" --title "Dropped packets by reason (stap-drops)" \
+    --vertical-label "packets/s" "${args[@]}" CDEF:all=$sum VDEF:m=all,MAXIMUM PRINT:m:"%.2lf"
+else
+  echo "drops: no stap-drops/packets-*.rrd under $rrd"
+fi
+
 [ $drawn -gt 0 ] || { echo "graphs: nothing to draw under $rrd" >&2; exit 1; }

@@ -1,7 +1,8 @@
 #!/bin/bash
 # After the VM run (host side): `make graphs` from the operator scenario's RRD
-# files must give valid PNGs with data in them (a retransmit graph whose
-# largest value is above 0; every PNG starts with the PNG signature).
+# files must give valid PNGs with data in them: retransmits (with the
+# threshold line), per-device throughput, handshake latency, drops by reason,
+# each with a largest value above 0 and the PNG signature.
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 rrd=${1:?usage: check-graphs.sh RRDDIR OUTDIR}
@@ -20,10 +21,12 @@ for png in "$out"/*.png; do
     bad "$(basename "$png") is not a valid PNG"
   fi
 done
-max=$(sed -n 's/^retransmits: max=\([0-9.]*\).*/\1/p' <<<"$res")
-if awk -v m="${max:-0}" 'BEGIN{exit !(m > 0)}'; then
-  ok "retransmits.png has data (max ${max}/s)"
-else
-  bad "retransmits.png has no data (max '${max:-none}')"
-fi
+for g in retransmits throughput connect-latency drops; do
+  max=$(sed -n "s/^$g: max=\([0-9.]*\).*/\1/p" <<<"$res")
+  if awk -v m="${max:-0}" 'BEGIN{exit !(m > 0)}'; then
+    ok "$g.png has data (max ${max})"
+  else
+    bad "$g.png has no data (max '${max:-none}')"
+  fi
+done
 summary

@@ -5,7 +5,8 @@
 #   ok/bad/check DESC CMD.../say     counted assertions and progress lines
 #   kt_require_module GROUP          fail early when the .ko was not built
 #   kt_collectd_conf GROUP [FILE...] collectd.conf with the shipped stap.conf
-#                                    (only GROUP's <Group> block kept) and
+#                                    (only GROUP's <Group> block kept; GROUP
+#                                    may be a list: tcp,netdev) and
 #                                    the given extra snippets (shipped names
 #                                    from collectd.conf.d/, e.g.
 #                                    stap-thresholds.conf)
@@ -42,7 +43,8 @@ kt_snippet() { # GROUP FILE
   sed "s|/usr/share/collectd/stap.types.db|$top/collectd.conf.d/stap.types.db|" \
     "$top/collectd.conf.d/$2" |
     awk -v g="$1" '
-      /^[ \t]*<Group "/ { split($0, q, "\""); skip = (q[2] != g) }
+      BEGIN { n = split(g, want, ","); for (i = 1; i <= n; i++) keep[want[i]] = 1 }
+      /^[ \t]*<Group "/ { split($0, q, "\""); skip = !(q[2] in keep) }
       !skip { print }
       /^[ \t]*<\/Group>/ { skip = 0 }'
 }

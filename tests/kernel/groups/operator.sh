@@ -1,6 +1,6 @@
 #!/bin/bash
 # Kernel scenario "operator": the paths an operator uses, with the tcp
-# group's real retransmits (loss on one flow, from an nft rule):
+# group's real retransmits (netem loss on one port's traffic only):
 #  - alerts that name the flows: the threshold's WARNING makes the plugin read
 #    the tcp module's top_flows file and send a follow-up naming the lossy
 #    flow, not the clean one;
@@ -8,10 +8,12 @@
 #    network plugin on loopback and writes them with csv; the stap values
 #    arrive under the sender's host name;
 #  - Prometheus: write_prometheus serves the retransmit counter;
-#  - graphs: the rrdtool plugin writes RRD files that `make graphs` (run on
-#    the host after the VM) turns into PNGs.
+#  - graphs: with the netdev, connect and drops groups enabled too, the
+#    rrdtool plugin writes RRD files that `make graphs` (run on the host after
+#    the VM) turns into PNGs: retransmits with the threshold line, per-device
+#    throughput, handshake latency percentiles, drops by reason.
 . "$(dirname "$0")/../scenario.sh"
-kt_require_module tcp
+for g in tcp netdev connect drops; do kt_require_module $g; done
 port=5101
 # write_prometheus resolves its listen address with AI_ADDRCONFIG, which finds
 # nothing on a machine whose only interface is lo: give the guest an IPv4
@@ -20,7 +22,7 @@ port=5101
 modprobe dummy 2>/dev/null
 ip link add stapdummy0 type dummy && ip addr add 192.0.2.1/24 dev stapdummy0 &&
   ip link set stapdummy0 up || bad "cannot add a dummy interface for write_prometheus"
-kt_collectd_conf tcp stap-thresholds.conf
+kt_collectd_conf tcp,netdev,connect,drops stap-thresholds.conf
 cat >>"$out/collectd.conf" <<CONF
 LoadPlugin rrdtool
 <Plugin rrdtool>
@@ -67,35 +69,38 @@ collectd -f -C "$out/central/collectd.conf" >"$out/central/stdout" 2>&1 &
 central=$!
 
 kt_collectd_start "$csv/stap-tcp/protocol_counter-retransmits" || { kill $central; kt_done; exit 1; }
-# Loss on one flow only: two long streams over lo, one to port $port that
-# loses 10% of its data segments (an nft rule on that port), one to
-# $((port + 1)) that loses nothing. The alert's follow-up notification must
-# name the first and not the second.
-say "loss on one flow: 10% of segments to port $port dropped by nft, a clean stream to $((port + 1))"
-modprobe nft_numgen 2>/dev/null
-nft add table inet stapflow &&
-  nft add chain inet stapflow out '{ type filter hook output priority 0; }' &&
-  nft add rule inet stapflow out tcp dport $port numgen random mod 100 '<' 10 drop ||
-  bad "cannot add the nft loss rule"
+# Loss on one service's flows only: netem drops 20% of the segments to port
+# $port (a prio qdisc on lo with a u32 filter sends only those to the netem
+# band); load to $((port + 1)) runs at the same time and loses nothing. The
+# alert's follow-up notification must name flows to $port, none to $((port + 1)).
+say "loss on port $port only: netem 20% behind a u32 filter on lo, clean load to $((port + 1))"
+modprobe sch_prio 2>/dev/null
+modprobe cls_u32 2>/dev/null
+modprobe sch_netem 2>/dev/null
+tc qdisc add dev lo root handle 1: prio &&
+  tc qdisc add dev lo parent 1:3 handle 30: netem loss 20% &&
+  tc filter add dev lo parent 1:0 protocol ip prio 1 u32 match ip dport $port 0xffff flowid 1:3 ||
+  bad "cannot set up loss for port $port only"
 lines_before=$(wc -l <"$out/collectd.log")
-for p in $port $((port + 1)); do
-  socat -u TCP-LISTEN:$p,bind=127.0.0.1,reuseaddr OPEN:/dev/null </dev/null &
-done
-sleep 1
-for p in $port $((port + 1)); do
-  (head -c 2000000000 /dev/zero | timeout 12 socat -u - TCP:127.0.0.1:$p) 2>/dev/null &
-done
-sleep 14
-nft delete table inet stapflow
-pkill -f "TCP-LISTEN:$port" ; pkill -f "TCP-LISTEN:$((port + 1))"
+"$top/tests/kernel/tcp_load.py" $((port + 1)) 12 2 20000 >"$out/transfers-clean.txt" &
+clean=$!
+"$top/tests/kernel/tcp_load.py" $port 12 4 20000 >"$out/transfers.txt"
+wait $clean
+tc qdisc del dev lo root
 sleep 3
 flows=$(tail -n +"$((lines_before + 1))" "$out/collectd.log" | grep 'type_instance = retransmits-flows' | head -1)
 echo "follow-up: ${flows:-none}"
 echo "${flows:-none}" >"$out/flow-notification.txt"
 check "an alert on retransmits brought a follow-up notification naming flows" test -n "$flows"
-names_lossy() { grep -q "127.0.0.1:$port " <<<"$flows" || grep -q "127.0.0.1:$port <->" <<<"$flows" || grep -q "<-> 127.0.0.1:$port " <<<"$flows"; }
-check "it names the lossy flow (port $port)" names_lossy
-check "it does not name the clean flow (port $((port + 1)))" bash -c "! grep -q '127.0.0.1:$((port + 1))[ ,]' <<<'$flows'"
+# Flows in the follow-up, "LOCAL <-> REMOTE COUNT": the lossy port's flows
+# must come first; a flow to the clean port may show up only with the odd
+# spurious retransmit an emulated CPU causes (a tail loss probe), at most 2.
+flow_list=$(sed 's/.*top flows by retransmits: //' <<<"$flows" | tr ',' '\n' | sed 's/^ *//')
+echo "$flow_list" | sed 's/^/  /'
+first_is_lossy() { head -1 <<<"$flow_list" | grep -q "127.0.0.1:$port "; }
+check "the first flow named is to the lossy port $port" first_is_lossy
+clean_quiet() { ! awk -v p=":$((port + 1)) " 'index($0, p) && $NF > 2 {bad = 1} END {exit !bad}' <<<"$flow_list"; }
+check "no flow to the clean port $((port + 1)) with more than 2 retransmits" clean_quiet
 
 # Prometheus: the exporter's text for the retransmit counter.
 python3 -c 'import urllib.request,sys; sys.stdout.write(urllib.request.urlopen("http://127.0.0.1:9103/metrics", timeout=10).read().decode())' \
