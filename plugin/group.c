@@ -151,8 +151,38 @@ void group_stats_get(struct group *g, struct group_stats *out) {
   pthread_mutex_unlock(&g->lock);
 }
 
-static void dispatch_batch(struct group *g) {
+/* The offset-corrected values of a derive record. Returns false if one of
+ * its series is beyond MaxSeries: the record is not dispatched. */
+static bool counters_of(struct group *g, const struct record *r,
+                        int64_t values[]) {
   char key[3 * RECORD_NAME_SIZE + 24];
+  for (size_t v = 0; v < r->nvalues; v++) {
+    snprintf(key, sizeof(key), "%s/%s/%s#%zu", r->plugin_instance, r->type,
+             r->type_instance, v);
+    struct offsets_step step;
+    if (offsets_update(g->offsets, key, r->derive[v], &step) != 0) {
+      count(g, &g->stats.series_dropped, 1);
+      limited_log(g, LOG_WARNING,
+                  "more than MaxSeries (%zu) counter series; %s is not "
+                  "dispatched. Raise MaxSeries or lower the module's caps.",
+                  g->cfg.max_series, key);
+      return false;
+    }
+    if (step.decreased) {
+      count(g, &g->stats.decreases, 1);
+      limited_log(g, LOG_WARNING,
+                  "counter %s went back from %lld to %lld within one module "
+                  "session (not a restart); it stays at %lld until the "
+                  "module's value is back at %lld",
+                  key, (long long)step.previous, (long long)r->derive[v],
+                  (long long)step.value, (long long)step.high);
+    }
+    values[v] = step.value;
+  }
+  return true;
+}
+
+static void dispatch_batch(struct group *g) {
   for (size_t i = 0; i < g->batch.n; i++) {
     const struct record *r = &g->batch.records[i];
     if (r->kind == RECORD_NOTIFY) {
@@ -160,27 +190,30 @@ static void dispatch_batch(struct group *g) {
       continue;
     }
     int64_t values[RECORD_MAX_VALUES] = {0};
-    bool dropped = false;
-    for (size_t v = 0; r->kind == RECORD_DERIVE && v < r->nvalues; v++) {
-      snprintf(key, sizeof(key), "%s/%s/%s#%zu", r->plugin_instance, r->type,
-               r->type_instance, v);
-      if (offsets_apply(g->offsets, key, r->derive[v], &values[v]) != 0) {
-        count(g, &g->stats.series_dropped, 1);
-        limited_log(g, LOG_WARNING,
-                    "more than MaxSeries (%zu) counter series; %s is not "
-                    "dispatched. Raise MaxSeries or lower the module's caps.",
-                    g->cfg.max_series, key);
-        dropped = true;
-        break;
-      }
-    }
-    if (dropped)
+    if (r->kind == RECORD_DERIVE && !counters_of(g, r, values))
       continue;
     const char *why = dispatch_value(&g->cfg, r, values);
     if (why != NULL)
       limited_log(g, LOG_WARNING, "value %s/%s/%s not dispatched: %s",
                   r->plugin_instance, r->type, r->type_instance, why);
   }
+}
+
+static void discarded(struct group *g, const struct batch_result *res) {
+  count(g, &g->stats.discarded, 1);
+  if (res->record == NULL) {
+    limited_log(g, LOG_WARNING, "batch discarded: %s", res->why);
+    return;
+  }
+  /* Its own counter too: a module that names a series twice has a bug that
+   * discarded_batches alone would not tell from lost output. */
+  count(g, &g->stats.duplicates, 1);
+  const struct record *r = res->record;
+  limited_log(g, LOG_WARNING,
+              "batch %llu discarded: it names series %s/%s/%s twice; none "
+              "of its values is dispatched",
+              (unsigned long long)g->batch.seq, r->plugin_instance, r->type,
+              r->type_instance[0] ? r->type_instance : "-");
 }
 
 static void on_stdout_line(void *ctx, const char *line, size_t len,
@@ -207,10 +240,6 @@ static void on_stdout_line(void *ctx, const char *line, size_t len,
     stap_log(LOG_INFO,
              "stap plugin: group %s: module %s is up (protocol version %d)",
              g->cfg.name, g->cfg.module, RECORD_PROTOCOL_VERSION);
-    if (res.why != NULL) {
-      count(g, &g->stats.discarded, 1);
-      limited_log(g, LOG_WARNING, "batch discarded: %s", res.why);
-    }
     break;
   case BATCH_INFO:
     stap_log(LOG_INFO, "stap plugin: group %s: module says: %s", g->cfg.name,
@@ -234,8 +263,7 @@ static void on_stdout_line(void *ctx, const char *line, size_t len,
                 (int)(len > 120 ? 120 : len), line);
     break;
   case BATCH_DISCARDED:
-    count(g, &g->stats.discarded, 1);
-    limited_log(g, LOG_WARNING, "batch discarded: %s", res.why);
+    discarded(g, &res);
     break;
   case BATCH_REFUSED:
     g->refused = true;

@@ -21,9 +21,11 @@ struct group_stats {
   uint64_t restarts;
   uint64_t batches;
   uint64_t bad_lines;
-  uint64_t discarded;
+  uint64_t discarded; /* every batch not dispatched, duplicates included */
   uint64_t gaps;
   uint64_t series_dropped;
+  uint64_t decreases;  /* counter values below their previous one */
+  uint64_t duplicates; /* batches refused for naming a series twice */
 };
 
 struct ratelimit {

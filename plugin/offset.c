@@ -1,6 +1,12 @@
 /* Open-addressing hash table of counter series. Series are never removed: a
  * port that goes quiet keeps its offset so its counter does not jump back
- * when it comes back. */
+ * when it comes back.
+ *
+ * Only a new session (hello) moves a series' offset. A value that goes back
+ * within a session is not taken as a reset: folding it into the offset, as a
+ * restart is, would turn a module that glitches between 9 and 5 into a
+ * counter climbing by 9 every other interval. The series holds its highest
+ * value instead, losing at most the size of the decrease. */
 #include "offset.h"
 
 #include <stdbool.h>
@@ -9,7 +15,8 @@
 
 struct series {
   char *key;
-  int64_t base; /* sum of the final values of earlier sessions */
+  int64_t base; /* sum of the highest values of earlier sessions */
+  int64_t high; /* highest raw value in this session */
   int64_t last; /* last raw value in this session */
 };
 
@@ -57,13 +64,17 @@ void offsets_free(struct offsets *o) {
   free(o);
 }
 
+/* Saturates instead of overflowing: a counter this large is already
+ * meaningless, a wrapped one would be a huge negative rate. */
+static int64_t add_sat(int64_t a, int64_t b) {
+  return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
 static void carry(struct series *s) {
-  /* Saturate instead of overflowing: a counter this large is already
-   * meaningless, a wrapped one would be a huge negative rate. */
-  if (s->base > INT64_MAX - s->last)
-    s->base = INT64_MAX;
-  else
-    s->base += s->last;
+  /* The highest value, not the last: the session may have ended while the
+   * series was held, and the next one must go on from what was dispatched. */
+  s->base = add_sat(s->base, s->high);
+  s->high = 0;
   s->last = 0;
 }
 
@@ -73,8 +84,8 @@ void offsets_new_session(struct offsets *o) {
       carry(&o->slots[i]);
 }
 
-int offsets_apply(struct offsets *o, const char *key, int64_t raw,
-                  int64_t *out) {
+int offsets_update(struct offsets *o, const char *key, int64_t raw,
+                   struct offsets_step *step) {
   size_t mask = o->nslots - 1;
   size_t i = (size_t)hash(key) & mask;
   while (o->slots[i].key != NULL && strcmp(o->slots[i].key, key) != 0)
@@ -88,15 +99,28 @@ int offsets_apply(struct offsets *o, const char *key, int64_t raw,
     if (s->key == NULL)
       return -1;
     s->base = 0;
+    s->high = 0;
     s->last = 0;
     o->count++;
   }
   if (raw < 0)
     raw = 0;
-  if (raw < s->last)
-    carry(s);
+  step->decreased = raw < s->last;
+  step->previous = s->last;
   s->last = raw;
-  *out = s->base > INT64_MAX - raw ? INT64_MAX : s->base + raw;
+  if (raw > s->high)
+    s->high = raw;
+  step->high = s->high;
+  step->value = add_sat(s->base, s->high);
+  return 0;
+}
+
+int offsets_apply(struct offsets *o, const char *key, int64_t raw,
+                  int64_t *out) {
+  struct offsets_step step;
+  if (offsets_update(o, key, raw, &step) != 0)
+    return -1;
+  *out = step.value;
   return 0;
 }
 

@@ -1,12 +1,24 @@
 /* Per-series counter offsets that keep DERIVE values monotonic across module
- * restarts (modules/PROTOCOL.md, "Counters across module restarts"). */
+ * restarts, and within a session when a module's counter goes back
+ * (modules/PROTOCOL.md, "Counters across module restarts"). */
 #ifndef COLLECTD_STAP_OFFSET_H
 #define COLLECTD_STAP_OFFSET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct offsets;
+
+/* What one raw value of a series turned into. */
+struct offsets_step {
+  int64_t value; /* what to dispatch */
+  /* The raw value was below the series' previous raw value of this session:
+   * the value is held (not folded into the offset) until raw climbs back. */
+  bool decreased;
+  int64_t previous; /* decreased: that previous raw value */
+  int64_t high;     /* the highest raw value of this session so far */
+};
 
 /* max_series bounds memory: a module that invents names cannot grow the
  * table without limit. */
@@ -16,8 +28,14 @@ void offsets_free(struct offsets *o);
 /* A new module session began: every counter restarts from zero. */
 void offsets_new_session(struct offsets *o);
 
-/* Maps a raw cumulative value of series `key` to the value to dispatch.
- * Returns 0, or -1 when the table is full and `key` is new. */
+/* Maps a raw cumulative value of series `key` to the value to dispatch:
+ * the offset of earlier sessions plus the highest raw value of this session,
+ * so a value that goes back is held, never a negative rate or a spike.
+ * Returns 0, or -1 (step untouched) when the table is full and `key` is new. */
+int offsets_update(struct offsets *o, const char *key, int64_t raw,
+                   struct offsets_step *step);
+
+/* offsets_update for callers that need only the value (the benchmark). */
 int offsets_apply(struct offsets *o, const char *key, int64_t raw,
                   int64_t *out);
 

@@ -121,6 +121,7 @@ static int stap_read(user_data_t *ud) {
       {"restarts", s.restarts},   {"batches", s.batches},
       {"bad_lines", s.bad_lines}, {"discarded_batches", s.discarded},
       {"gaps", s.gaps},           {"dropped_series", s.series_dropped},
+      {"decreases", s.decreases}, {"duplicate_series", s.duplicates},
   };
   for (size_t i = 0; i < STATIC_ARRAY_SIZE(events); i++)
     dispatch_health(g, "stap_events", events[i].name,

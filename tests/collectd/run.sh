@@ -121,6 +121,8 @@ check "health: stap_running was 1" grep -qE ',1(\.0+)?$' "$(ls "$csv"/stap_runni
 check "health: restarts = 1" [ "$(last stap_events-restarts)" = 1 ]
 check "health: bad_lines = 1" [ "$(last stap_events-bad_lines)" = 1 ]
 check "health: batches counted (>= 6)" [ "$(last stap_events-batches)" -ge 6 ]
+check "health: decreases = 0 (no counter went back within a session)" [ "$(last stap_events-decreases)" = 0 ]
+check "health: duplicate_series = 0" [ "$(last stap_events-duplicate_series)" = 0 ]
 check "clean stop is logged" grep -q 'staprun stopped (exited with status 0)' "$log"
 no_fake_left() { ! pgrep -f "fake-staprun $mod" >/dev/null; }
 check "no staprun (fake) process is left" no_fake_left

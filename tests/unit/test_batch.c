@@ -1,5 +1,6 @@
-/* batch_feed and batch_session_end: the batches of a module session
- * (modules/PROTOCOL.md, "Batches"). */
+/* batch_feed and batch_session_end: the batches of a module session, one
+ * hello per staprun run, no series twice in a batch (modules/PROTOCOL.md,
+ * "Records" and "Batches"). */
 #include "helpers.h"
 
 #include "plugin/batch.h"
@@ -192,7 +193,11 @@ static void test_wrong_protocol_version_refused(void **state) {
   assert_string_equal(res.group, "tcp");
   /* No session: its batches are not taken. */
   assert_why(FEED(b, "begin 1", BATCH_BAD_LINE), "before a valid hello");
-  /* A later good hello starts one. */
+  /* Nor does a good hello later in the same run start one... */
+  assert_why(FEED(b, "hello 1 tcp", BATCH_BAD_LINE), "second hello");
+  assert_why(FEED(b, "begin 1", BATCH_BAD_LINE), "before a valid hello");
+  /* ...but the next run's does. */
+  assert_false(batch_session_end(b));
   hello(b);
   assert_int_equal(one_batch(b, 1, 1).event, BATCH_COMPLETE);
 }
@@ -206,13 +211,17 @@ static void test_wrong_group_refused(void **state) {
   assert_why(FEED(b, "begin 1", BATCH_BAD_LINE), "before a valid hello");
 }
 
-static void test_refused_hello_ends_the_session(void **state) {
+/* A wrong hello after a good one is a second hello: refused as a bad line,
+ * the session and its batch numbering go on. */
+static void test_second_wrong_hello_is_a_bad_line(void **state) {
   struct batch *b = *state;
   hello(b);
-  FEED(b, "begin 1", BATCH_NOTHING);
-  FEED(b, "hello 2 tcp", BATCH_REFUSED);
-  FEED(b, "derive tcp protocol_counter x 1", BATCH_BAD_LINE);
-  FEED(b, "end 1 1", BATCH_BAD_LINE);
+  assert_int_equal(one_batch(b, 1, 1).event, BATCH_COMPLETE);
+  assert_why(FEED(b, "hello 2 tcp", BATCH_BAD_LINE), "second hello");
+  assert_why(FEED(b, "hello 1 udp", BATCH_BAD_LINE), "second hello");
+  struct batch_result res = one_batch(b, 2, 1);
+  assert_int_equal(res.event, BATCH_COMPLETE);
+  assert_int_equal(res.gaps, 0);
 }
 
 static void test_plugin_instance_must_be_the_group(void **state) {
@@ -246,14 +255,17 @@ static void test_too_many_records(void **state) {
   struct batch b;
   assert_int_equal(batch_init(&b, "tcp", 3), 0);
   hello(&b);
+  const char *lines[] = {
+      "derive tcp protocol_counter a 1", "derive tcp protocol_counter b 1",
+      "derive tcp protocol_counter c 1", "derive tcp protocol_counter d 1"};
   FEED(&b, "begin 1", BATCH_NOTHING);
   for (int i = 0; i < 3; i++)
-    FEED(&b, "derive tcp protocol_counter x 1", BATCH_NOTHING);
+    FEED(&b, lines[i], BATCH_NOTHING);
   FEED(&b, "end 1 3", BATCH_COMPLETE);
 
   FEED(&b, "begin 2", BATCH_NOTHING);
   for (int i = 0; i < 4; i++)
-    FEED(&b, "derive tcp protocol_counter x 1", BATCH_NOTHING);
+    FEED(&b, lines[i], BATCH_NOTHING);
   assert_why(FEED(&b, "end 2 4", BATCH_DISCARDED), "MaxBatchRecords");
 
   /* The limit applies per batch. */
@@ -274,7 +286,7 @@ static void test_default_max_records(void **state) {
     snprintf(line, sizeof(line), "begin %u", seq);
     FEED(b, line, BATCH_NOTHING);
     for (unsigned i = 0; i < n; i++) {
-      snprintf(line, sizeof(line), "derive tcp protocol_counter x %u", i);
+      snprintf(line, sizeof(line), "derive tcp protocol_counter x-%u %u", i, i);
       FEED(b, line, BATCH_NOTHING);
     }
     snprintf(line, sizeof(line), "end %u %u", seq, n);
@@ -302,9 +314,11 @@ static void test_gaps(void **state) {
       fail_msg("batch %u: gaps %llu, expected %llu", steps[i].seq,
                (unsigned long long)res.gaps, (unsigned long long)steps[i].gaps);
   }
-  /* A new session counts from 1 again. */
+  /* A new session (the next staprun run) counts from 1 again. */
+  batch_session_end(b);
   hello(b);
   assert_int_equal(one_batch(b, 1, 1).gaps, 0);
+  batch_session_end(b);
   hello(b);
   assert_int_equal(one_batch(b, 3, 1).gaps, 2);
 }
@@ -384,14 +398,176 @@ static void test_info(void **state) {
   assert_why(FEED(b, "end 1 1", BATCH_DISCARDED), "info");
 }
 
-static void test_hello_inside_batch(void **state) {
+/* A second hello in one staprun run is a bad line and starts nothing: the
+ * session, its batch numbering and an open batch's taint go on as for any
+ * bad line. Only a new run (batch_session_end) takes a hello again. */
+static void test_second_hello_refused(void **state) {
   struct batch *b = *state;
   hello(b);
-  FEED(b, "begin 1", BATCH_NOTHING);
+  assert_int_equal(one_batch(b, 1, 1).event, BATCH_COMPLETE);
+
+  /* Between batches: refused, the session goes on at the next SEQ. */
+  assert_why(FEED(b, "hello 1 tcp", BATCH_BAD_LINE),
+             "second hello in one staprun run");
+  struct batch_result res = one_batch(b, 2, 1);
+  assert_int_equal(res.event, BATCH_COMPLETE);
+  assert_int_equal(res.gaps, 0);
+  /* A module that restarts its numbering after it: no new session, the
+   * batches still count (no gap for going back). */
+  assert_why(FEED(b, "hello 1 tcp", BATCH_BAD_LINE), "second hello");
+  res = one_batch(b, 1, 1);
+  assert_int_equal(res.event, BATCH_COMPLETE);
+  assert_int_equal(res.gaps, 0);
+  assert_int_equal(one_batch(b, 2, 1).gaps, 0);
+
+  /* Inside a batch: the batch holds a bad line and is discarded. */
+  FEED(b, "begin 3", BATCH_NOTHING);
   FEED(b, "derive tcp protocol_counter x 1", BATCH_NOTHING);
-  assert_why(FEED(b, "hello 1 tcp", BATCH_HELLO), "inside a batch");
-  FEED(b, "end 1 1", BATCH_BAD_LINE);
-  assert_int_equal(one_batch(b, 1, 1).gaps, 0);
+  assert_why(FEED(b, "hello 1 tcp", BATCH_BAD_LINE), "second hello");
+  assert_why(FEED(b, "end 3 1", BATCH_DISCARDED), "bad line");
+  assert_int_equal(one_batch(b, 4, 1).gaps, 1);
+
+  /* The next run starts with a hello as always. */
+  assert_false(batch_session_end(b));
+  hello(b);
+  res = one_batch(b, 1, 1);
+  assert_int_equal(res.event, BATCH_COMPLETE);
+  assert_int_equal(res.gaps, 0);
+  assert_why(FEED(b, "hello 1 tcp", BATCH_BAD_LINE), "second hello");
+}
+
+/* Batches of value records, and whether one names a series twice: which
+ * record (1-based) is the second naming it, 0 for none. */
+struct dup_case {
+  const char *name;
+  const char *lines[6];
+  size_t dup;
+};
+
+static const struct dup_case dup_cases[] = {
+    {"one derive twice",
+     {"derive tcp protocol_counter x 1", "derive tcp protocol_counter x 2"},
+     2},
+    {"one gauge twice", {"gauge tcp gauge g 1", "gauge tcp gauge g 1"}, 2},
+    {"a derive and a gauge of one identifier",
+     {"gauge tcp protocol_counter x 1", "derive tcp protocol_counter x 1"},
+     2},
+    {"an empty type instance twice",
+     {"derive tcp-a protocol_counter - 1", "derive tcp-b protocol_counter - 1",
+      "derive tcp-a protocol_counter - 3"},
+     3},
+    {"far apart",
+     {"derive tcp protocol_counter a 1", "derive tcp protocol_counter b 1",
+      "notify okay tcp protocol_counter a note",
+      "derive tcp protocol_counter c 1", "derive tcp protocol_counter b 1"},
+     5},
+    {"distinct type instances",
+     {"derive tcp protocol_counter x 1", "derive tcp protocol_counter y 1"},
+     0},
+    {"distinct types",
+     {"derive tcp protocol_counter x 1", "derive tcp total_operations x 1"},
+     0},
+    {"distinct plugin instances",
+     {"derive tcp protocol_counter x 1", "derive tcp-1 protocol_counter x 1"},
+     0},
+    {"names that join the same way",
+     {"derive tcp ab c 1", "derive tcp a bc 1", "derive tcp-ab c d 1",
+      "derive tcp-a bc d 1", "derive tcp-a b cd 1"},
+     0},
+    {"notifications are not series",
+     {"notify warning tcp protocol_counter x one",
+      "notify okay tcp protocol_counter x two",
+      "derive tcp protocol_counter x 1"},
+     0},
+};
+
+static void test_duplicate_series(void **state) {
+  struct batch *b = *state;
+  hello(b);
+  unsigned seq = 0;
+  for (size_t k = 0; k < ARRAY_SIZE(dup_cases); k++) {
+    const struct dup_case *c = &dup_cases[k];
+    char line[64];
+    size_t n = 0;
+    snprintf(line, sizeof(line), "begin %u", ++seq);
+    FEED(b, line, BATCH_NOTHING);
+    for (; n < ARRAY_SIZE(c->lines) && c->lines[n] != NULL; n++)
+      FEED(b, c->lines[n], BATCH_NOTHING);
+    snprintf(line, sizeof(line), "end %u %zu", seq, n);
+    struct batch_result res;
+    batch_feed(b, line, strlen(line), &res);
+    enum batch_event want = c->dup ? BATCH_DISCARDED : BATCH_COMPLETE;
+    if (res.event != want)
+      fail_msg("%s: %s (why: %s), expected %s", c->name, event_name(res.event),
+               res.why ? res.why : "-", event_name(want));
+    if (c->dup == 0)
+      continue;
+    assert_why(res, "names one series twice");
+    if (res.record != &b->records[c->dup - 1])
+      fail_msg("%s: the duplicate is record %td, expected %zu", c->name,
+               res.record ? res.record - b->records + 1 : -1, c->dup);
+  }
+  /* A refused batch is missing from the sequence, like any discarded. */
+  assert_int_equal(one_batch(b, seq + 1, 1).gaps, 0);
+  FEED(b, "begin 100", BATCH_NOTHING);
+  FEED(b, "derive tcp protocol_counter x 1", BATCH_NOTHING);
+  FEED(b, "derive tcp protocol_counter x 1", BATCH_NOTHING);
+  FEED(b, "end 100 2", BATCH_DISCARDED);
+  assert_int_equal(one_batch(b, seq + 3, 1).gaps, 1);
+}
+
+/* Full batches of MaxBatchRecords (4096) distinct series, with and without
+ * one repeated at the far end. */
+static void test_duplicate_in_full_batches(void **state) {
+  struct batch *b = *state;
+  hello(b);
+  char line[96];
+  for (unsigned seq = 1; seq <= 20; seq++) {
+    snprintf(line, sizeof(line), "begin %u", seq);
+    FEED(b, line, BATCH_NOTHING);
+    for (unsigned i = 0; i < BATCH_DEFAULT_MAX_RECORDS; i++) {
+      /* The odd batches repeat the first series as their last record. */
+      unsigned name = (seq % 2 && i == BATCH_DEFAULT_MAX_RECORDS - 1) ? 0 : i;
+      snprintf(line, sizeof(line), "derive tcp-%u protocol_counter p-%u %u",
+               name % 7, name, seq);
+      FEED(b, line, BATCH_NOTHING);
+    }
+    snprintf(line, sizeof(line), "end %u %u", seq, BATCH_DEFAULT_MAX_RECORDS);
+    struct batch_result res;
+    batch_feed(b, line, strlen(line), &res);
+    if (seq % 2) {
+      assert_int_equal(res.event, BATCH_DISCARDED);
+      assert_ptr_equal(res.record, &b->records[BATCH_DEFAULT_MAX_RECORDS - 1]);
+      assert_string_equal(res.record->type_instance, "p-0");
+    } else {
+      assert_int_equal(res.event, BATCH_COMPLETE);
+    }
+  }
+}
+
+/* The check is a hash set, not a pairwise scan: one batch of 200,000
+ * series takes well under a second where a pairwise scan (2e10 name
+ * comparisons) would take minutes. The bound is loose for a busy machine. */
+static void test_duplicate_check_is_not_quadratic(void **state) {
+  (void)state;
+  enum { N = 200000 };
+  struct batch b;
+  assert_int_equal(batch_init(&b, "tcp", N), 0);
+  hello(&b);
+  FEED(&b, "begin 1", BATCH_NOTHING);
+  char line[96];
+  for (unsigned i = 0; i < N; i++) {
+    snprintf(line, sizeof(line), "derive tcp protocol_counter p-%u 1", i);
+    FEED(&b, line, BATCH_NOTHING);
+  }
+  snprintf(line, sizeof(line), "end 1 %u", (unsigned)N);
+  uint64_t t0 = now_ms();
+  FEED(&b, line, BATCH_COMPLETE);
+  uint64_t took = now_ms() - t0;
+  batch_free(&b);
+  if (took > 10000)
+    fail_msg("the duplicate check of %d records took %llu ms", N,
+             (unsigned long long)took);
 }
 
 static void test_init_checks_the_group(void **state) {
@@ -420,7 +596,7 @@ int main(void) {
       T(test_records_before_hello),
       T(test_wrong_protocol_version_refused),
       T(test_wrong_group_refused),
-      T(test_refused_hello_ends_the_session),
+      T(test_second_wrong_hello_is_a_bad_line),
       T(test_plugin_instance_must_be_the_group),
       T(test_too_many_records),
       T(test_default_max_records),
@@ -429,7 +605,10 @@ int main(void) {
       T(test_session_end),
       T(test_bad_line_taints_batch),
       T(test_info),
-      T(test_hello_inside_batch),
+      T(test_second_hello_refused),
+      T(test_duplicate_series),
+      T(test_duplicate_in_full_batches),
+      T(test_duplicate_check_is_not_quadratic),
       T(test_init_checks_the_group),
   };
   unit_filter_from_env();

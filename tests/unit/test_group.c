@@ -622,6 +622,166 @@ static void test_overlong_line(void **state) {
   assert_logged(LOG_WARNING, "bad line from the module (longer than 1023");
 }
 
+/* A counter that goes back within a session is held at its highest value,
+ * counted and logged, and climbs again once the module's value passes it;
+ * the next run's hello still adds the session's highest value. */
+static void test_decrease_within_session(void **state) {
+  struct fixture *f = *state;
+  replay(f, 1,
+         "hello 1 tcp\n"
+         "begin 1\nderive tcp protocol_counter retransmits 9\nend 1 1\n"
+         "begin 2\nderive tcp protocol_counter retransmits 5\nend 2 1\n"
+         "begin 3\nderive tcp protocol_counter retransmits 9\nend 3 1\n"
+         "begin 4\nderive tcp protocol_counter retransmits 5\nend 4 1\n"
+         "begin 5\nderive tcp protocol_counter retransmits 12\nend 5 1\n"
+         "begin 6\nderive tcp protocol_counter retransmits 0\nend 6 1\n"
+         "@exit 1\n");
+  replay(f, 2,
+         "hello 1 tcp\n"
+         "begin 1\nderive tcp protocol_counter retransmits 0\nend 1 1\n"
+         "begin 2\nderive tcp protocol_counter retransmits 3\nend 2 1\n"
+         "info run 2 done\n"
+         "@wait-term\n");
+  replay(f, 0, "@exit 3\n");
+  start(f);
+  WAIT_LOG(LOG_INFO, "module says: run 2 done");
+  stop(f);
+
+  int64_t v[16];
+  const int64_t want[] = {9, 9, 9, 9, 12, 12, 12, 15};
+  size_t n = recorder_derives("retransmits", v, ARRAY_SIZE(v));
+  assert_int_equal(n, ARRAY_SIZE(want));
+  for (size_t i = 0; i < n; i++)
+    if (v[i] != want[i])
+      fail_msg("retransmits value %zu is %lld, expected %lld", i + 1,
+               (long long)v[i], (long long)want[i]);
+  struct group_stats s = stats(f);
+  assert_int_equal(s.decreases, 3);
+  assert_int_equal(s.batches, 8);
+  assert_int_equal(s.bad_lines + s.discarded + s.duplicates, 0);
+  assert_logged(LOG_WARNING,
+                "group tcp: counter tcp/protocol_counter/retransmits#0 went "
+                "back from 9 to 5 within one module session (not a restart); "
+                "it stays at 9 until the module's value is back at 9");
+  assert_logged(LOG_WARNING,
+                "group tcp: counter tcp/protocol_counter/retransmits#0 went "
+                "back from 12 to 0",
+                "stays at 12 until the module's value is back at 12");
+  assert_int_equal(log_count(LOG_WARNING, "went back"), 3);
+}
+
+/* Each data source of a multi-value type is its own series. */
+static void test_decrease_of_one_data_source(void **state) {
+  struct fixture *f = *state;
+  replay(f, 0,
+         "hello 1 tcp\n"
+         "begin 1\nderive tcp if_octets - 100 200\nend 1 1\n"
+         "begin 2\nderive tcp if_octets - 150 50\nend 2 1\n"
+         "begin 3\nderive tcp if_octets - 160 260\nend 3 1\n"
+         "info done\n"
+         "@wait-term\n");
+  start(f);
+  WAIT_LOG(LOG_INFO, "module says: done");
+  stop(f);
+  assert_int_equal(recorder_size(), 3);
+  const int64_t want[3][2] = {{100, 200}, {150, 200}, {160, 260}};
+  for (size_t i = 0; i < 3; i++) {
+    struct dispatched d = nth(i);
+    assert_int_equal(d.nvalues, 2);
+    if (d.derives[0] != want[i][0] || d.derives[1] != want[i][1])
+      fail_msg("value %zu: rx %lld tx %lld, expected %lld %lld", i + 1,
+               (long long)d.derives[0], (long long)d.derives[1],
+               (long long)want[i][0], (long long)want[i][1]);
+  }
+  assert_int_equal(stats(f).decreases, 1);
+  assert_logged(LOG_WARNING, "counter tcp/if_octets/#1 went back from 200 to "
+                             "50");
+}
+
+/* A batch naming one series twice is refused whole: not one of its values
+ * or notifications is dispatched; it is counted as discarded and as a
+ * duplicate, and the log names the series. */
+static void test_duplicate_series_refused(void **state) {
+  struct fixture *f = *state;
+  replay(f, 0,
+         "hello 1 tcp\n"
+         "begin 1\nderive tcp protocol_counter retransmits 1\nend 1 1\n"
+         "begin 2\n"
+         "derive tcp protocol_counter retransmits 7\n"
+         "gauge tcp-5001 gauge - 1.5\n"
+         "notify warning tcp protocol_counter retransmits climbing\n"
+         "derive tcp protocol_counter retransmits 700\n"
+         "end 2 4\n"
+         "begin 3\ngauge tcp gauge - 1\ngauge tcp gauge - 2\nend 3 2\n"
+         "begin 4\nderive tcp protocol_counter retransmits 8\nend 4 1\n"
+         "info done\n"
+         "@wait-term\n");
+  start(f);
+  WAIT_LOG(LOG_INFO, "module says: done");
+  stop(f);
+  int64_t v[8];
+  assert_int_equal(recorder_derives("retransmits", v, ARRAY_SIZE(v)), 2);
+  assert_int_equal(v[0], 1);
+  assert_int_equal(v[1], 8); /* batch 2's 7 and 700 are not taken */
+  assert_int_equal(recorder_size(), 2);
+  struct group_stats s = stats(f);
+  assert_int_equal(s.batches, 2);
+  assert_int_equal(s.discarded, 2);
+  assert_int_equal(s.duplicates, 2);
+  assert_int_equal(s.decreases, 0);
+  assert_logged(LOG_WARNING,
+                "group tcp: batch 2 discarded: it names series "
+                "tcp/protocol_counter/retransmits twice; none of its values "
+                "is dispatched");
+  assert_logged(LOG_WARNING, "group tcp: batch 3 discarded: it names series "
+                             "tcp/gauge/- twice");
+}
+
+/* A second hello in one staprun run is a bad line: no new session, so no
+ * offset is folded in and the counter goes on as the module prints it. The
+ * next run's hello starts a session, and its offsets add as ever. */
+static void test_second_hello_refused(void **state) {
+  struct fixture *f = *state;
+  replay(f, 1,
+         "hello 1 tcp\n"
+         "begin 1\nderive tcp protocol_counter retransmits 5\nend 1 1\n"
+         "hello 1 tcp\n"
+         "begin 2\nderive tcp protocol_counter retransmits 7\nend 2 1\n"
+         "begin 3\n"
+         "hello 1 tcp\n"
+         "derive tcp protocol_counter retransmits 8\n"
+         "end 3 1\n"
+         "begin 4\nderive tcp protocol_counter retransmits 9\nend 4 1\n"
+         "@exit 1\n");
+  replay(f, 2,
+         "hello 1 tcp\n"
+         "begin 1\nderive tcp protocol_counter retransmits 1\nend 1 1\n"
+         "info run 2 done\n"
+         "@wait-term\n");
+  replay(f, 0, "@exit 3\n");
+  start(f);
+  WAIT_LOG(LOG_INFO, "module says: run 2 done");
+  stop(f);
+  int64_t v[8];
+  assert_int_equal(recorder_derives("retransmits", v, ARRAY_SIZE(v)), 4);
+  assert_int_equal(v[0], 5);
+  assert_int_equal(v[1], 7); /* not 12: the second hello folded nothing */
+  assert_int_equal(v[2], 9); /* batch 3 held the hello: discarded */
+  assert_int_equal(v[3], 10);
+  struct group_stats s = stats(f);
+  assert_int_equal(s.bad_lines, 2);
+  assert_int_equal(s.discarded, 1);
+  assert_int_equal(s.gaps, 1);
+  assert_int_equal(s.batches, 4);
+  assert_int_equal(s.starts, 2);
+  assert_int_equal(s.decreases, 0);
+  assert_logged(LOG_WARNING,
+                "group tcp: bad line from the module (a second hello in one "
+                "staprun run; it starts no new session): hello 1 tcp");
+  /* One "is up" per run. */
+  assert_int_equal(log_count(LOG_INFO, "group tcp: module ", " is up"), 2);
+}
+
 static void test_hints(void **state) {
   (void)state;
   assert_null(group_hint(""));
@@ -657,6 +817,10 @@ int main(void) {
       T(test_max_series),
       T(test_gaps_and_discarded_batches),
       T(test_overlong_line),
+      T(test_decrease_within_session),
+      T(test_decrease_of_one_data_source),
+      T(test_duplicate_series_refused),
+      T(test_second_hello_refused),
       T(test_hints),
   };
   unit_filter_from_env();

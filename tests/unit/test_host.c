@@ -476,7 +476,8 @@ static void test_full_lifecycle(void **state) {
     derive_t value;
   } events[] = {{"restarts", 0},          {"batches", 1},
                 {"bad_lines", 0},         {"gaps", 0},
-                {"discarded_batches", 0}, {"dropped_series", 0}};
+                {"discarded_batches", 0}, {"dropped_series", 0},
+                {"decreases", 0},         {"duplicate_series", 0}};
   for (size_t i = 0; i < STATIC_ARRAY_SIZE(events); i++) {
     struct value_rec e = wait_value("stap_events", events[i].name, 0);
     assert_string_equal(e.vl.plugin_instance, "tcp");

@@ -1,4 +1,5 @@
-/* offsets_*: counters stay monotonic across module restarts
+/* offsets_*: counters stay monotonic across module restarts, and a value
+ * that goes back within a session is held, not folded into the offset
  * (modules/PROTOCOL.md, "Counters across module restarts"). */
 #include "helpers.h"
 
@@ -66,14 +67,143 @@ static void test_session_without_values(void **state) {
   offsets_free(o);
 }
 
-static void test_reset_within_session(void **state) {
+/* A script for one series: raw values, SESSION for a new session (hello),
+ * and after each value what is dispatched and whether it is a decrease. */
+#define SESSION (-1)
+#define END (-2)
+
+struct step {
+  int64_t raw;
+  int64_t want;
+  bool decreased;
+};
+
+struct script {
+  const char *name;
+  struct step steps[16];
+};
+
+static const struct script scripts[] = {
+    {"9,5 alternating within a session never climbs",
+     {{9, 9, false},
+      {5, 9, true},
+      {9, 9, false},
+      {5, 9, true},
+      {9, 9, false},
+      {5, 9, true},
+      {END, 0, false}}},
+    {"a reset within a session holds, then climbs from the old value",
+     {{10, 10, false},
+      {0, 10, true},
+      {4, 10, false},
+      {10, 10, false},
+      {12, 12, false},
+      {20, 20, false},
+      {END, 0, false}}},
+    {"a dip recovers without a spike",
+     {{9, 9, false},
+      {5, 9, true},
+      {7, 9, false},
+      {9, 9, false},
+      {10, 10, false},
+      {END, 0, false}}},
+    {"every value below the one before is a decrease",
+     {{9, 9, false},
+      {5, 9, true},
+      {3, 9, true},
+      {3, 9, false},
+      {END, 0, false}}},
+    {"a restart adds the last session's value",
+     {{10, 10, false},
+      {SESSION, 0, false},
+      {0, 10, false},
+      {3, 13, false},
+      {SESSION, 0, false},
+      {1, 14, false},
+      {SESSION, 0, false},
+      {20, 34, false},
+      {END, 0, false}}},
+    {"a restart while held goes on from the held value",
+     {{10, 10, false},
+      {4, 10, true},
+      {SESSION, 0, false},
+      {0, 10, false},
+      {3, 13, false},
+      {END, 0, false}}},
+    {"the first value of a session is never a decrease",
+     {{10, 10, false},
+      {SESSION, 0, false},
+      {2, 12, false},
+      {1, 12, true},
+      {END, 0, false}}},
+    {"a reset then a restart: the restart still adds",
+     {{100, 100, false},
+      {0, 100, true},
+      {150, 150, false},
+      {SESSION, 0, false},
+      {5, 155, false},
+      {END, 0, false}}},
+};
+
+static void test_scripts(void **state) {
   (void)state;
-  struct offsets *o = offsets_new(16);
-  assert_int_equal(APPLY(o, "a", 10), 10);
-  assert_int_equal(APPLY(o, "a", 4), 14); /* went back: a reset */
-  assert_int_equal(APPLY(o, "a", 6), 16);
-  assert_int_equal(APPLY(o, "a", 0), 16);
-  assert_int_equal(APPLY(o, "a", 1), 17);
+  for (size_t k = 0; k < ARRAY_SIZE(scripts); k++) {
+    const struct script *sc = &scripts[k];
+    struct offsets *o = offsets_new(4);
+    int64_t last_high = 0, prev_raw = 0;
+    for (size_t i = 0; sc->steps[i].raw != END; i++) {
+      const struct step *st = &sc->steps[i];
+      if (st->raw == SESSION) {
+        offsets_new_session(o);
+        last_high = prev_raw = 0;
+        continue;
+      }
+      struct offsets_step got;
+      assert_int_equal(offsets_update(o, "a", st->raw, &got), 0);
+      if (st->raw > last_high)
+        last_high = st->raw;
+      if (got.value != st->want || got.decreased != st->decreased ||
+          got.high != last_high || (got.decreased && got.previous != prev_raw))
+        fail_msg("%s: step %zu (raw %lld): value %lld decreased %d high %lld "
+                 "previous %lld, expected value %lld decreased %d high %lld "
+                 "previous %lld",
+                 sc->name, i + 1, (long long)st->raw, (long long)got.value,
+                 got.decreased, (long long)got.high, (long long)got.previous,
+                 (long long)st->want, st->decreased, (long long)last_high,
+                 (long long)prev_raw);
+      prev_raw = st->raw;
+    }
+    offsets_free(o);
+  }
+}
+
+/* Never a negative rate, and the dispatched value never runs ahead of the
+ * module's own total: whatever a session's values do, the series ends at
+ * the sum of the sessions' highest values. */
+static void test_never_backwards(void **state) {
+  (void)state;
+  struct offsets *o = offsets_new(4);
+  unsigned seed = 12345;
+  int64_t prev = 0, sum_high = 0, high = 0;
+  for (int i = 0; i < 20000; i++) {
+    seed = seed * 1103515245u + 12345u;
+    if ((seed >> 16) % 97 == 0) {
+      offsets_new_session(o);
+      sum_high += high;
+      high = 0;
+      continue;
+    }
+    int64_t raw = (int64_t)((seed >> 8) % 1000);
+    if (raw > high)
+      high = raw;
+    int64_t v = APPLY(o, "a", raw);
+    if (v < prev)
+      fail_msg("step %d: %lld after %lld", i, (long long)v, (long long)prev);
+    if (v != sum_high + high)
+      fail_msg("step %d: %lld, expected %lld", i, (long long)v,
+               (long long)(sum_high + high));
+    prev = v;
+  }
   offsets_free(o);
 }
 
@@ -82,8 +212,12 @@ static void test_series_are_independent(void **state) {
   struct offsets *o = offsets_new(16);
   assert_int_equal(APPLY(o, "tcp/protocol_counter/a", 10), 10);
   assert_int_equal(APPLY(o, "tcp/protocol_counter/b", 100), 100);
-  assert_int_equal(APPLY(o, "tcp/protocol_counter/a", 2), 12);
+  /* a goes back and is held; b is not affected. */
+  assert_int_equal(APPLY(o, "tcp/protocol_counter/a", 2), 10);
   assert_int_equal(APPLY(o, "tcp/protocol_counter/b", 101), 101);
+  offsets_new_session(o);
+  assert_int_equal(APPLY(o, "tcp/protocol_counter/a", 1), 11);
+  assert_int_equal(APPLY(o, "tcp/protocol_counter/b", 1), 102);
   offsets_free(o);
 }
 
@@ -150,7 +284,7 @@ static void test_saturates_near_int64_max(void **state) {
   offsets_new_session(o);                         /* base saturates */
   assert_int_equal(APPLY(o, "a", 0), INT64_MAX);
   assert_int_equal(APPLY(o, "a", INT64_MAX), INT64_MAX);
-  assert_int_equal(APPLY(o, "a", 1), INT64_MAX); /* a reset */
+  assert_int_equal(APPLY(o, "a", 1), INT64_MAX); /* held */
 
   assert_int_equal(APPLY(o, "b", INT64_MAX), INT64_MAX);
   assert_int_equal(APPLY(o, "b", 1), INT64_MAX);
@@ -162,8 +296,9 @@ static void test_negative_raw_counts_as_zero(void **state) {
   (void)state;
   struct offsets *o = offsets_new(4);
   assert_int_equal(APPLY(o, "a", 5), 5);
-  assert_int_equal(APPLY(o, "a", -3), 5);
-  assert_int_equal(APPLY(o, "a", 2), 7);
+  assert_int_equal(APPLY(o, "a", -3), 5); /* 0: held at 5 */
+  assert_int_equal(APPLY(o, "a", 2), 5);
+  assert_int_equal(APPLY(o, "a", 6), 6);
   offsets_free(o);
 }
 
@@ -173,7 +308,8 @@ int main(void) {
       cmocka_unit_test(test_values_pass_through_in_first_session),
       cmocka_unit_test(test_monotonic_across_sessions),
       cmocka_unit_test(test_session_without_values),
-      cmocka_unit_test(test_reset_within_session),
+      cmocka_unit_test(test_scripts),
+      cmocka_unit_test(test_never_backwards),
       cmocka_unit_test(test_series_are_independent),
       cmocka_unit_test(test_absent_series_keeps_its_value),
       cmocka_unit_test(test_many_series),
