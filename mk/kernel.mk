@@ -6,6 +6,8 @@
 .PHONY: check-kernel kernel-kver
 
 KERNEL_TEST_TIMEOUT ?= 1200
+# Where the evidence goes (several runs side by side: KERNEL_TEST_OUT=build/kt-tcp).
+KERNEL_TEST_OUT ?= $(BUILD)/kernel-test
 
 # The kernel the VM boots: KVER if given, else Debian's current one. Modules
 # are built for exactly that kernel.
@@ -16,14 +18,15 @@ kernel-kver:
 check-kernel: $(BUILD)/stap.so | deps-kernel deps-collectd
 	@kver=$$($(MAKE) -s --no-print-directory kernel-kver) && \
 	echo "==> kernel test on Debian kernel $$kver (qemu, TCG)" && \
-	$(MAKE) --no-print-directory modules KVER=$$kver && \
-	rm -rf $(BUILD)/kernel-test && \
-	scripts/vm/run-guest.sh --kver $$kver --results $(abspath $(BUILD))/kernel-test \
+	$(MAKE) --no-print-directory modules KVER=$$kver \
+	  MODULES="$(if $(GROUPS),$(filter $(basename $(notdir $(wildcard modules/*.stp))),$(GROUPS)))" && \
+	rm -rf $(KERNEL_TEST_OUT) && \
+	scripts/vm/run-guest.sh --kver $$kver --results $(abspath $(KERNEL_TEST_OUT)) \
 	  --timeout $(KERNEL_TEST_TIMEOUT) tests/kernel/run-all.sh $(GROUPS); rc=$$?; \
-	if [ -d $(BUILD)/kernel-test/operator/rrd ]; then \
+	if [ -d $(KERNEL_TEST_OUT)/operator/rrd ]; then \
 	  echo "==> graphs from the operator scenario's RRD files"; \
 	  $(MAKE) --no-print-directory deps-graphs && \
-	  bash tests/kernel/check-graphs.sh $(BUILD)/kernel-test/operator/rrd $(BUILD)/kernel-test/graphs || rc=1; \
+	  bash tests/kernel/check-graphs.sh $(KERNEL_TEST_OUT)/operator/rrd $(KERNEL_TEST_OUT)/graphs || rc=1; \
 	fi; exit $$rc
 
 # make run [DURATION=seconds]: see scripts/run.sh.

@@ -2,6 +2,7 @@
 # Included by the top-level Makefile; also usable alone: make -f mk/modules.mk modules
 #
 #   make modules [KVER=6.1.0-56-amd64]   build the modules that are out of date
+#   make modules MODULES="tcp udp"        ... only these groups (default: every modules/*.stp)
 #   make modules SIGN_KEY=K SIGN_CERT=C   ... and sign them (Secure Boot; scripts/sign-modules.sh)
 #   make modules-lint [KVER=...]          stap -p2 each script against KVER (fast)
 #   make modules-force [KVER=...]         rebuild all modules
@@ -18,7 +19,7 @@ BUILD_MODULES_ARGS = $(if $(strip $(KVER)),--kver $(strip $(KVER)))
 .PHONY: modules modules-lint modules-force modules-clean
 
 modules:
-	@bash $(BUILD_MODULES_SH) $(BUILD_MODULES_ARGS)
+	@bash $(BUILD_MODULES_SH) $(BUILD_MODULES_ARGS) $(MODULES)
 	@if [ -n "$(SIGN_KEY)$(SIGN_CERT)" ]; then \
 	  [ -n "$(SIGN_KEY)" ] && [ -n "$(SIGN_CERT)" ] || { echo "modules: give both SIGN_KEY and SIGN_CERT" >&2; exit 1; }; \
 	  kver="$(strip $(KVER))"; \
@@ -28,7 +29,7 @@ modules:
 	fi
 
 modules-lint:
-	@bash $(BUILD_MODULES_SH) --lint $(BUILD_MODULES_ARGS)
+	@bash $(BUILD_MODULES_SH) --lint $(BUILD_MODULES_ARGS) $(MODULES)
 
 modules-force:
 	@bash $(BUILD_MODULES_SH) --force $(BUILD_MODULES_ARGS)
