@@ -3,7 +3,7 @@
 # tests/kernel/groups/ (or GROUPS="tcp udp"), in one VM boot. Evidence stays in
 # build/kernel-test/ (console.log, and per group: collectd.log, csv/,
 # measurements, the module's raw output).
-.PHONY: check-kernel kernel-kver
+.PHONY: check-kernel check-stress kernel-kver
 
 KERNEL_TEST_TIMEOUT ?= 1200
 # Where the evidence goes (several runs side by side: KERNEL_TEST_OUT=build/kt-tcp).
@@ -28,6 +28,19 @@ check-kernel: $(BUILD)/stap.so | deps-kernel deps-collectd
 	  $(MAKE) --no-print-directory deps-graphs && \
 	  bash tests/kernel/check-graphs.sh $(KERNEL_TEST_OUT)/operator/rrd $(KERNEL_TEST_OUT)/graphs || rc=1; \
 	fi; exit $$rc
+
+# Stress tier: all nine groups at once in a VM with 4 vCPUs while the guest is made busy
+# (tests/kernel/stress/stress.sh: 64 veth pairs in namespaces, 200 devices created and deleted,
+# a SYN flood on 3000 ports, bulk TCP and small UDP on every CPU). Evidence in STRESS_OUT.
+STRESS_OUT ?= $(BUILD)/kernel-stress
+STRESS_CPUS ?= 4
+check-stress: $(BUILD)/stap.so | deps-kernel deps-collectd
+	@kver=$$($(MAKE) -s --no-print-directory kernel-kver) && \
+	echo "==> stress test on Debian kernel $$kver (qemu, TCG, $(STRESS_CPUS) vCPUs)" && \
+	$(MAKE) --no-print-directory modules KVER=$$kver && \
+	rm -rf $(STRESS_OUT) && \
+	scripts/vm/run-guest.sh --kver $$kver --cpus $(STRESS_CPUS) --results $(abspath $(STRESS_OUT)) \
+	  --timeout $(KERNEL_TEST_TIMEOUT) tests/kernel/run-all.sh stress
 
 # make run [DURATION=seconds]: see scripts/run.sh.
 .PHONY: run

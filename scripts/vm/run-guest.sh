@@ -1,5 +1,5 @@
 #!/bin/bash
-# run-guest.sh [--kver KVER] [--results DIR] [--timeout SEC] [--append ARGS] SCRIPT [ARGS...]
+# run-guest.sh [--kver KVER] [--results DIR] [--timeout SEC] [--cpus N] [--append ARGS] SCRIPT [ARGS...]
 #
 # Boot Debian's kernel KVER under qemu (TCG; KVM does not work here) with this
 # machine's root filesystem as the guest's root (9p, read-only, with a tmpfs
@@ -20,6 +20,7 @@
 #                     times         host-side timings of this run
 #                     .guest/       how SCRIPT is called (args, cwd)
 #   --timeout SEC   kill qemu after SEC seconds of wall time (default 600).
+#   --cpus N        vCPUs (default 2, or VM_CPUS); the stress tier boots with 4.
 #   --append ARGS   extra kernel command line words (e.g. nokaslr).
 #
 # Passing arguments: ARGS are written NUL-separated to DIR/.guest/args and the
@@ -55,7 +56,7 @@ usage() {
 	exit 2
 }
 
-kver='' results='' timeout=600 append=''
+kver='' results='' timeout=600 append='' cpus=${VM_CPUS:-2}
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--kver) [ $# -ge 2 ] || usage; kver=$2; shift 2 ;;
@@ -64,6 +65,7 @@ while [ $# -gt 0 ]; do
 	--results=*) results=${1#*=}; shift ;;
 	--timeout) [ $# -ge 2 ] || usage; timeout=$2; shift 2 ;;
 	--timeout=*) timeout=${1#*=}; shift ;;
+	--cpus) [ $# -ge 2 ] || usage; cpus=$2; shift 2 ;;
 	--append) [ $# -ge 2 ] || usage; append=$2; shift 2 ;;
 	--append=*) append=${1#*=}; shift ;;
 	-h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -116,7 +118,7 @@ qesc() { printf '%s' "${1//,/,,}"; }
 
 # shellcheck disable=SC2054 # commas separate qemu sub-options
 qemu=(qemu-system-x86_64
-	-accel tcg,thread=multi -cpu max -smp 2 -m 2048
+	-accel tcg,thread=multi -cpu max -smp "$cpus" -m 2048
 	-nographic -no-reboot -nodefaults -serial stdio
 	-kernel "$kimg" -initrd "$initrd"
 	-append "console=ttyS0 panic=-1 quiet guest_script=$gscript${append:+ $append}"
@@ -131,7 +133,7 @@ if ! flock -n 9; then
 	flock 9
 fi
 
-vm_log "booting $KVER (${kimg##*/}), guest script $gscript, results in $results, timeout ${timeout}s"
+vm_log "booting $KVER (${kimg##*/}, $cpus vCPUs), guest script $gscript, results in $results, timeout ${timeout}s"
 t0=$(date +%s.%N)
 set +e
 # stdin from /dev/null: qemu must not take over a terminal. sed drops the

@@ -1,0 +1,142 @@
+#!/bin/bash
+# Kernel stress scenario (runs inside the VM booted with 4 vCPUs: `make check-stress`): all nine
+# groups loaded at once in one collectd while the host is made busy:
+#  (a) 64 veth pairs, each with one end in its own network namespace, carry small UDP datagrams;
+#  (b) 200 dummy devices are created and deleted within a few seconds (a container drain);
+#  (c) a SYN flood: 3000 listeners with backlog 8 that never accept, 12 connects each;
+#  (d) bulk TCP and 32-byte UDP datagrams on every CPU (pinned).
+# Pass: no group restarted its module (stap_events-restarts unchanged, stap_running 1), no abort
+# text in collectd.log, each module's skipped probes and handler errors reported (printed), and
+# each group's key values within its stated tolerance of the kernel's own counters over the
+# whole run, summed over every namespace:
+#   tcp segments-in = Tcp InSegs; udp sendmsg-ipv4 = Udp OutDatagrams; ipmib InReceives = Ip
+#   InReceives; accept accept-queue-overflows = TcpExt ListenOverflows; netdev lo rx packets =
+#   /proc/net/dev lo rx packets; drops total >= Udp NoPorts (each such datagram is freed with a
+#   drop reason).
+# Tolerance: the group's own reported probes_skipped + handler_errors over the run (a skipped probe
+# misses exactly one event), nothing else: the values are read after two unchanged batches.
+. "$(dirname "$0")/../scenario.sh"
+load=$top/tests/kernel/stress_load.py
+all=(tcp netdev udp netfilter ipmib socket connect accept drops)
+for g in "${all[@]}"; do kt_require_module "$g"; done
+nns=64
+
+say "setup: $nns network namespaces with a veth pair each"
+for i in $(seq 0 $((nns - 1))); do
+  echo "netns add ks$i"
+  echo "link add ksv$i type veth peer name ksi$i netns ks$i"
+  echo "addr add 10.99.$i.1/30 dev ksv$i"
+  echo "link set ksv$i up"
+  echo "-n ks$i addr add 10.99.$i.2/30 dev ksi$i"
+  echo "-n ks$i link set ksi$i up"
+  echo "-n ks$i link set lo up"
+done >"$out/setup.batch"
+# `ip -batch` takes no -n per line: run the namespace lines through `ip -n`.
+while read -r a b rest; do
+  if [ "$a" = -n ]; then ip -n "$b" $rest; else ip "$a" $b $rest; fi
+done <"$out/setup.batch"
+check "setup: $nns veth pairs up" [ "$(ip -o link show type veth | grep -c 'ksv')" = "$nns" ]
+
+# The kernel's counters, summed over the initial namespace and every stress namespace.
+ksum() { # GROUP NAME
+  local s v i
+  s=$(snmp_counter "$1" "$2")
+  for i in $(seq 0 $((nns - 1))); do
+    v=$(ip netns exec ks$i awk -v g="$1:" -v n="$2" '$1 == g && !h[FILENAME]++ { for (i = 2; i <= NF; i++) if ($i == n) c = i; next } $1 == g && c { print $c; exit }' /proc/net/snmp /proc/net/netstat)
+    s=$((s + ${v:-0}))
+  done
+  echo "$s"
+}
+lo_rx() { awk '$1 == "lo:" { print $3 }' /proc/net/dev; }
+truth() {
+  echo "tcp=$(ksum Tcp InSegs) udp=$(ksum Udp OutDatagrams) ipmib=$(ksum Ip InReceives)" \
+    "accept=$(ksum TcpExt ListenOverflows) noports=$(ksum Udp NoPorts) lo=$(lo_rx)"
+}
+
+kt_collectd_conf "$(IFS=,; echo "${all[*]}")"
+c() { kt_last "$csv/stap-$1"; }
+kt_collectd_start "$csv/stap-tcp/protocol_counter-segments-in" || { kt_done; exit 1; }
+all_running() {
+  local g
+  for g in "${all[@]}"; do [ "$(c "$g/stap_running")" = 1 ] || return 1; done
+}
+wait_for 240 all_running
+check "all nine groups running" all_running
+
+# Plugin values the scenario compares (csv names under $csv/stap-GROUP/).
+pvals() {
+  echo "tcp=$(c tcp/protocol_counter-segments-in) udp=$(c udp/operations-sendmsg-ipv4)" \
+    "ipmib=$(c ipmib/protocol_counter-InReceives) accept=$(c accept/protocol_counter-accept-queue-overflows)" \
+    "noports=$(c drops/packets-total) lo=$(c netdev-lo/if_packets)"
+}
+health() { # what each group reported about itself: restarts skipped errors
+  local g
+  for g in "${all[@]}"; do
+    echo "$g restarts=$(c "$g/stap_events-restarts") skipped=$(c "$g/stap_module-probes_skipped")" \
+      "errors=$(c "$g/stap_module-handler_errors") running=$(c "$g/stap_running")"
+  done
+}
+stable() { local a; a=$(pvals); sleep 2.5; [ "$a" = "$(pvals)" ]; }
+
+wait_for 120 stable
+t0=$(truth); p0=$(pvals); h0=$(health)
+say "before: kernel $t0"
+say "before: plugin $p0"
+
+say "(a) $nns namespaces send 64-byte UDP datagrams over their veth for 10 s"
+python3 "$load" netns-udp ks "$nns" 9 10 | tee "$out/load-a.txt"
+
+say "(b) 200 dummy devices created and deleted"
+t=$(date +%s)
+for i in $(seq 0 199); do echo "link add ksd$i type dummy"; done | ip -batch -
+for i in $(seq 0 199); do echo "link del ksd$i"; done | ip -batch -
+say "(b) took $(($(date +%s) - t)) s"
+
+say "(c) SYN flood: 3000 listeners (backlog 8), 12 connects each"
+python3 "$load" syn-flood 20000 3000 12 | tee "$out/load-c.txt"
+
+say "(d) bulk TCP and small UDP on every CPU for 15 s"
+python3 "$load" cpu-load 7000 15 | tee "$out/load-d.txt"
+
+wait_for 180 stable
+t1=$(truth); p1=$(pvals); h1=$(health)
+kt_collectd_stop
+
+get() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k { print $2 }'; }
+hget() { awk -v g="$2" -v k="$3" '$1 == g { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) print kv[2] } }' <<<"$1"; }
+{
+  echo "kernel before: $t0"; echo "kernel after:  $t1"
+  echo "plugin before: $p0"; echo "plugin after:  $p1"
+  echo "health before:"; echo "$h0"; echo "health after:"; echo "$h1"
+} | tee "$out/measurements.txt"
+
+for g in "${all[@]}"; do
+  check "$g: no module restart (restarts $(hget "$h0" $g restarts) -> $(hget "$h1" $g restarts))" \
+    [ "$(hget "$h0" $g restarts)" = "$(hget "$h1" $g restarts)" ]
+  check "$g: still running" [ "$(hget "$h1" $g running)" = 1 ]
+  check "$g: reports its skipped probes ($(hget "$h1" $g skipped)) and handler errors ($(hget "$h1" $g errors))" \
+    [ -n "$(hget "$h1" $g skipped)" ] && [ -n "$(hget "$h1" $g errors)" ]
+  check "$g: no handler errors" [ "$(hget "$h1" $g errors)" = 0 ]
+done
+check "no abort text in collectd.log" \
+  bash -c "! grep -Ei 'MAXACTION|Array overflow|aggregation overflow|Skipped too many|overload|fatal' '$out/collectd.log'"
+
+# within GROUP KEY: |plugin delta - kernel delta| <= the group's skipped + errors over the run
+within() {
+  local g=$1 k=$2 dp dk tol
+  dp=$(($(get "$p1" $k) - $(get "$p0" $k)))
+  dk=$(($(get "$t1" $k) - $(get "$t0" $k)))
+  tol=$(($(hget "$h1" $g skipped) - $(hget "$h0" $g skipped) + $(hget "$h1" $g errors) - $(hget "$h0" $g errors)))
+  local d=$((dp - dk))
+  check "$g $k: plugin +$dp vs kernel +$dk (tolerance $tol)" [ "${d#-}" -le "$tol" ]
+}
+within tcp tcp
+within udp udp
+within ipmib ipmib
+within accept accept
+within netdev lo
+dn=$(($(get "$p1" noports) - $(get "$p0" noports))); kn=$(($(get "$t1" noports) - $(get "$t0" noports)))
+check "drops total +$dn >= Udp NoPorts +$kn" [ "$dn" -ge "$kn" ]
+check "(c) the flood overflowed accept queues (ListenOverflows +$(($(get "$t1" accept) - $(get "$t0" accept))))" \
+  [ $(($(get "$t1" accept) - $(get "$t0" accept))) -gt 0 ]
+kt_done
