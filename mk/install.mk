@@ -34,6 +34,7 @@ install: $(BUILD)/stap.so $(BUILD)/collectd-stap.5
 	  kver=$$(basename $$(dirname $$ko)); \
 	  install -d $(DESTDIR)$(MODULESDIR)/$$kver/systemtap && \
 	  install -m 0644 $$ko $(DESTDIR)$(MODULESDIR)/$$kver/systemtap/ && \
+	  { [ ! -f $${ko%.ko}.params ] || install -m 0644 $${ko%.ko}.params $(DESTDIR)$(MODULESDIR)/$$kver/systemtap/; } && \
 	  echo "installed $$ko -> $(DESTDIR)$(MODULESDIR)/$$kver/systemtap/" || exit 1; \
 	done
 	@set -e; for f in $(SNIPPETS); do \
@@ -53,7 +54,8 @@ install: $(BUILD)/stap.so $(BUILD)/collectd-stap.5
 uninstall:
 	rm -f $(DESTDIR)$(PLUGINDIR)/stap.so $(DESTDIR)$(DATADIR)/collectd/stap.types.db \
 	  $(DESTDIR)$(MANDIR)/man5/collectd-stap.5.gz
-	rm -f $(DESTDIR)$(MODULESDIR)/*/systemtap/collectd_stap_*.ko
+	rm -f $(DESTDIR)$(MODULESDIR)/*/systemtap/collectd_stap_*.ko \
+	  $(DESTDIR)$(MODULESDIR)/*/systemtap/collectd_stap_*.params
 	@set -e; for f in $(SNIPPETS); do \
 	  dst=$(DESTDIR)$(SYSCONFDIR)/collectd/collectd.conf.d/$$f; \
 	  new=$(BUILD)/install-$$f; \

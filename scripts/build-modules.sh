@@ -9,7 +9,8 @@
 #   --force   rebuild even if the .ko is newer than its .stp, the shared tapset and this script.
 #   GROUP     build only modules/GROUP.stp (default: every modules/*.stp).
 #
-# Output: build/modules/KVER/collectd_stap_GROUP.ko
+# Output: build/modules/KVER/collectd_stap_GROUP.ko and collectd_stap_GROUP.params (the
+# module's public parameters, one a line: the plugin refuses any other Param)
 #
 # Why it looks like this:
 #  - Modules are built for a target kernel, usually not the one running here, so KVER
@@ -512,6 +513,32 @@ resolve_optional() {
     info "[$group] optional probes on $KVER:${info:- none}"
 }
 
+# write_params FILE.stp OUT.params: the module's public parameters, one name a line, for the
+# plugin, which refuses any other `Param` (script globals are all settable at load time,
+# internal state included). They are the globals declared with a value in the section that
+# starts with a line `// ---- load-time parameters` and ends at the next `// ----` line, plus
+# the tapset's interval_ms.
+write_params() {
+    local stp=$1 out=$2 tmp
+    tmp="$out.new"
+    {
+        echo "# Public parameters of $(basename "$stp" .stp) (scripts/build-modules.sh, from $(basename "$stp"))."
+        echo "interval_ms"
+        awk '/^\/\/ ---- load-time parameters/ { on = 1; next }
+             on && /^\/\/ ----/ { on = 0 }
+             on && /^global / {
+                 sub(/^global[ \t]+/, ""); sub(/\/\/.*/, "")
+                 n = split($0, decl, ",")
+                 for (i = 1; i <= n; i++) {
+                     if (decl[i] !~ /=/) continue
+                     name = decl[i]; sub(/=.*/, "", name); gsub(/[ \t]/, "", name)
+                     if (name ~ /^[a-z_][a-z0-9_]*$/ && name != "interval_ms") print name
+                 }
+             }' "$stp"
+    } >"$tmp"
+    mv -f "$tmp" "$out"
+}
+
 # lint_module GROUP NAME FILE.stp GENDIR RTREE LOG ENV...: stap -p3, then the module lint.
 lint_module() {
     local group=$1 name=$2 stp=$3 gen=$4 rtree=$5 log=$6 t0
@@ -582,6 +609,7 @@ main() {
         if [ "$mode" = build ] && [ "$force" = 0 ] && [ -f "$ko" ] && [ "$ko" -nt "$stp" ] && [ "$ko" -nt "$SELF" ] &&
            [ "$ko" -nt "$TAPSET_DIR/collectd_stap.stp" ] && [ "$ko" -nt "$LINT" ] &&
            [ "$ko" -nt "$TOP/modules/event-probes.txt" ]; then
+            [ -f "${ko%.ko}.params" ] || write_params "$stp" "${ko%.ko}.params"
             info "[$group] up to date: $ko"
             skipped=$((skipped + 1))
             continue
@@ -620,6 +648,7 @@ main() {
                         -I "$TAPSET_DIR" -I "$gen" "${POLICY_FLAGS[@]}" "${RUNTIME_FLAGS[@]}" "${extra[@]}" "$stp") &&
                         [ -f "$tmp/$name.ko" ]; then
                     mv -f "$tmp/$name.ko" "$ko"
+                    write_params "$stp" "${ko%.ko}.params"
                     rm -rf "$tmp"
                     local vm
                     vm=$(modinfo -F vermagic "$ko" 2>/dev/null | awk '{print $1}') || vm=

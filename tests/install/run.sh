@@ -16,6 +16,7 @@ m() { make -s -C "$top" --no-print-directory "$@"; }
 kdir=$top/build/modules/0.0.0-installtest
 mkdir -p "$kdir"
 printf 'not a real module\n' >"$kdir/collectd_stap_tcp.ko"
+printf 'interval_ms\nmax_ports\n' >"$kdir/collectd_stap_tcp.params"
 
 m install DESTDIR="$dest" >"$out/install.log" 2>&1 || { bad "make install failed"; cat "$out/install.log"; }
 conf=$dest/etc/collectd/collectd.conf.d
@@ -24,6 +25,7 @@ check "types.db installed" test -f "$dest/usr/share/collectd/stap.types.db"
 check "stap.conf installed" test -f "$conf/stap.conf"
 check "stap-thresholds.conf installed" test -f "$conf/stap-thresholds.conf"
 check "module installed in staprun's place" test -f "$dest/lib/modules/0.0.0-installtest/systemtap/collectd_stap_tcp.ko"
+check "its parameter list beside it" test -f "$dest/lib/modules/0.0.0-installtest/systemtap/collectd_stap_tcp.params"
 check "man page installed" test -f "$dest/usr/share/man/man5/collectd-stap.5.gz"
 check "the man page renders with man -l" bash -c "man -l '$dest/usr/share/man/man5/collectd-stap.5.gz' 2>/dev/null | grep -q 'StopTimeout'"
 check "stap.conf names the installed types.db" grep -q '"/usr/share/collectd/stap.types.db"' "$conf/stap.conf"
@@ -44,6 +46,7 @@ check "PREFIX=/usr/local: plugin in /usr/local/lib/collectd" test -f "$out/local
 m uninstall DESTDIR="$dest" >"$out/uninstall.log" 2>&1
 check "uninstall removes the plugin" test ! -e "$dest/usr/lib/collectd/stap.so"
 check "uninstall removes the module" test ! -e "$dest/lib/modules/0.0.0-installtest/systemtap/collectd_stap_tcp.ko"
+check "uninstall removes its parameter list" test ! -e "$dest/lib/modules/0.0.0-installtest/systemtap/collectd_stap_tcp.params"
 check "uninstall removes the unedited snippet" test ! -e "$conf/stap-thresholds.conf"
 check "uninstall keeps the edited snippet" test -e "$conf/stap.conf"
 rm -rf "$kdir"
