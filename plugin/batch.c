@@ -31,6 +31,19 @@ static void taint(struct batch *b, const char *why) {
   }
 }
 
+/* The types of the plugin's own health series (stap.c dispatches them per
+ * group): a module printing them would overwrite what the plugin says about
+ * it. A module reports its own health as type stap_module. NULL if allowed. */
+static const char *reserved_type(const char *type) {
+  if (strcmp(type, "stap_running") == 0)
+    return "type stap_running is the plugin's own health series; a module "
+           "reports its health as type stap_module";
+  if (strcmp(type, "stap_events") == 0)
+    return "type stap_events is the plugin's own health series; a module "
+           "reports its health as type stap_module";
+  return NULL;
+}
+
 static bool instance_in_group(const struct batch *b, const char *pinst) {
   size_t g = strlen(b->group);
   return strncmp(pinst, b->group, g) == 0 &&
@@ -251,6 +264,11 @@ void batch_feed(struct batch *b, const char *line, size_t len,
       taint(b, "it contained a bad line");
       res->event = BATCH_BAD_LINE;
       res->why = "plugin instance is not the group or GROUP-...";
+      return;
+    }
+    if ((res->why = reserved_type(r->type)) != NULL) {
+      taint(b, "it contained a bad line");
+      res->event = BATCH_BAD_LINE;
       return;
     }
     if (b->n >= b->max_records) {

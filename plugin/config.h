@@ -1,4 +1,5 @@
-/* The <Plugin stap> block. */
+/* The <Plugin stap> block, and the files it names: whether they may be
+ * trusted (who can change them) and each module's parameter list. */
 #ifndef COLLECTD_STAP_CONFIG_H
 #define COLLECTD_STAP_CONFIG_H
 
@@ -12,6 +13,7 @@
 
 #define CONFIG_DEFAULT_STAPRUN "/usr/bin/staprun"
 #define CONFIG_DEFAULT_PROCFS_DIR "/proc/systemtap"
+#define CONFIG_DEFAULT_PROC_MODULES "/proc/modules"
 #define CONFIG_DEFAULT_RESTART_DELAY_MS 1000
 #define CONFIG_DEFAULT_RESTART_DELAY_MAX_MS 60000
 #define CONFIG_DEFAULT_STOP_TIMEOUT_MS 10000
@@ -19,6 +21,8 @@
 #define CONFIG_PARAM_NAME_SIZE 64
 #define CONFIG_PARAM_VALUE_SIZE 256
 #define CONFIG_MAX_PARAMS 32
+/* A parameter list larger than this is not one `make modules' wrote. */
+#define CONFIG_PARAMS_MAX_BYTES 65536
 
 struct group_param {
   char name[CONFIG_PARAM_NAME_SIZE];
@@ -39,6 +43,8 @@ struct plugin_config {
   char staprun[PATH_MAX];
   char module_dir[PATH_MAX]; /* "" until set or defaulted */
   char procfs_dir[PATH_MAX]; /* where modules' procfs control files are */
+  /* The kernel's list of loaded modules; another file only in tests. */
+  char proc_modules[PATH_MAX];
   uint64_t restart_delay_ms;
   uint64_t restart_delay_max_ms;
   uint64_t stop_timeout_ms;
@@ -64,5 +70,40 @@ int config_finish(struct plugin_config *cfg, uint64_t default_interval_ms,
                   const char *kernel_release);
 
 void config_free(struct plugin_config *cfg);
+
+/* What config_open_trusted found. */
+enum config_trust {
+  CONFIG_TRUST_OK,
+  CONFIG_TRUST_MISSING, /* the file or a directory on its way is not there */
+  CONFIG_TRUST_NOT_REGULAR, /* a directory, a device, ... */
+  CONFIG_TRUST_REFUSED,     /* someone but root could change it */
+  CONFIG_TRUST_ERROR,       /* any other failure (permission, loops, ...) */
+};
+
+/* Opens a file the plugin runs or loads (Staprun, a module, a parameter
+ * list) only if nobody but root can change it: the file is a regular file,
+ * not a symbolic link (it is opened with O_NOFOLLOW), and it and every
+ * directory on its way from / (symbolic links on the way resolved, and the
+ * directories they lead through checked too) are owned by root, or by the
+ * user collectd runs as, and not writable by group or others, as staprun
+ * itself demands of non-root users. `flags' is O_PATH (check only) or
+ * O_RDONLY. On CONFIG_TRUST_OK *fd is the open file (the caller closes it);
+ * otherwise why says what is wrong and, when refused, the command that fixes
+ * it ("directory /x is writable by others (mode 0777); fix with chmod o-w
+ * /x"), without the file's own name in front. */
+enum config_trust config_open_trusted(const char *path, int flags, int *fd,
+                                      char *why, size_t size);
+
+/* The parameter list `make modules' writes beside module DIR/NAME.ko:
+ * DIR/NAME.params (NAME.ko.params for a module not named .ko). */
+void config_params_path(const char *module, char *out, size_t size);
+
+/* Checks the group's Params against its module's parameter list (read as
+ * config_open_trusted allows, at most CONFIG_PARAMS_MAX_BYTES; one name a
+ * line, `#' comment lines, blank lines). interval_ms is set by the plugin and
+ * always allowed. A group without Params needs no list. Returns 0, or -1
+ * with why saying which Param, which names are allowed, or what is wrong
+ * with the list. */
+int config_check_params(const struct group_config *g, char *why, size_t size);
 
 #endif

@@ -23,9 +23,9 @@ struct group_stats {
   uint64_t bad_lines;
   uint64_t discarded; /* every batch not dispatched, duplicates included */
   uint64_t gaps;
-  uint64_t series_dropped;
-  uint64_t decreases;  /* counter values below their previous one */
-  uint64_t duplicates; /* batches refused for naming a series twice */
+  uint64_t series_dropped; /* records beyond MaxSeries, of any kind */
+  uint64_t decreases;      /* counter values below their previous one */
+  uint64_t duplicates;     /* batches refused for naming a series twice */
 };
 
 struct ratelimit {
@@ -34,21 +34,39 @@ struct ratelimit {
   unsigned suppressed;
 };
 
+/* staprun's ERROR lines kept per run, for the hints and the report of how
+ * the run ended (the first one is often the cause, the last a consequence:
+ * "File exists", then "Rerun with staprun option '-R'"). */
+#define GROUP_ERRORS_KEPT 8
+#define GROUP_ERROR_SIZE 200
+/* A module says hello when it starts; one that has not after two intervals
+ * (and at least this long: loading a module with many probes takes
+ * seconds) is reported. */
+#define GROUP_HELLO_MIN_MS 5000
+/* A group thread that has not ended this long after its StopTimeout is
+ * left behind (group_join). */
+#define GROUP_JOIN_GRACE_MS 10000
+
 typedef int (*group_thread_create_fn)(pthread_t *thread, void *(*start)(void *),
                                       void *arg, const char *name);
 
 struct group {
   struct group_config cfg;
   char staprun[PATH_MAX];
+  char proc_modules[PATH_MAX]; /* the kernel's list of loaded modules */
+  char module_name[256];       /* as /proc/modules lists it: NAME of NAME.ko */
   uint64_t restart_delay_ms;
   uint64_t restart_delay_max_ms;
   uint64_t stop_timeout_ms;
+  uint64_t hello_min_ms; /* GROUP_HELLO_MIN_MS; tests lower it */
   char kernel_release[128];
 
   pthread_t thread;
   bool thread_started;
+  bool abandoned; /* group_join gave up on the thread: it still uses g */
   atomic_bool stop;
-  int wake[2]; /* self-pipe: group_request_stop wakes the thread's poll */
+  atomic_bool done; /* the thread no longer touches g */
+  int wake[2];      /* self-pipe: group_request_stop wakes the thread's poll */
 
   /* lock protects stats only; everything below it belongs to the thread. */
   pthread_mutex_t lock;
@@ -59,7 +77,10 @@ struct group {
   struct child child;
   bool refused; /* the module failed the hello check this run */
   struct ratelimit log_limit;
-  char last_error[512]; /* staprun's last ERROR line of this run */
+  /* staprun's last GROUP_ERRORS_KEPT ERROR lines of this run (a ring,
+   * escaped), and how many it printed. */
+  char errors[GROUP_ERRORS_KEPT][GROUP_ERROR_SIZE];
+  unsigned nerrors;
 };
 
 int group_init(struct group *g, const struct plugin_config *pcfg,
@@ -67,8 +88,13 @@ int group_init(struct group *g, const struct plugin_config *pcfg,
 int group_start(struct group *g, group_thread_create_fn create);
 /* Asks the thread to stop staprun and end; returns at once. */
 void group_request_stop(struct group *g);
-/* Waits for the thread (bounded by StopTimeout plus a little). */
-void group_join(struct group *g);
+/* Waits for the thread at most timeout_ms (its stop takes StopTimeout, then
+ * SIGKILL, then a few seconds). Returns false if it has not ended: that is
+ * logged, the thread is detached and g stays in use by it (group_destroy
+ * then frees nothing until it is done), so a staprun stuck in the kernel
+ * never hangs collectd's shutdown. */
+bool group_join(struct group *g, uint64_t timeout_ms);
+/* Frees the group's state, unless an abandoned thread still uses it. */
 void group_destroy(struct group *g);
 void group_stats_get(struct group *g, struct group_stats *out);
 

@@ -1,8 +1,10 @@
-/* Open-addressing hash table of counter series. Series are never removed: a
- * port that goes quiet keeps its offset so its counter does not jump back
- * when it comes back.
+/* Open-addressing hash table of series. Series are never removed: a port that
+ * goes quiet keeps its offset so its counter does not jump back when it comes
+ * back. The table is allocated once for MaxSeries (at most half full, so a
+ * probe for a new name stays short even when the table is full); a module
+ * inventing names costs one failed lookup per record, never memory.
  *
- * Only a new session (hello) moves a series' offset. A value that goes back
+ * Only a new session (hello) moves a counter's offset. A value that goes back
  * within a session is not taken as a reset: folding it into the offset, as a
  * restart is, would turn a module that glitches between 9 and 5 into a
  * counter climbing by 9 every other interval. The series holds its highest
@@ -13,11 +15,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct series {
-  char *key;
+/* One data source of a counter series. */
+struct ds_state {
   int64_t base; /* sum of the highest values of earlier sessions */
   int64_t high; /* highest raw value in this session */
   int64_t last; /* last raw value in this session */
+};
+
+struct series {
+  char *key;
+  struct ds_state *ds; /* NULL until the series is dispatched as a counter */
+  size_t nds;
 };
 
 struct offsets {
@@ -58,8 +66,10 @@ struct offsets *offsets_new(size_t max_series) {
 void offsets_free(struct offsets *o) {
   if (o == NULL)
     return;
-  for (size_t i = 0; i < o->nslots; i++)
+  for (size_t i = 0; i < o->nslots; i++) {
     free(o->slots[i].key);
+    free(o->slots[i].ds);
+  }
   free(o->slots);
   free(o);
 }
@@ -70,55 +80,81 @@ static int64_t add_sat(int64_t a, int64_t b) {
   return a > INT64_MAX - b ? INT64_MAX : a + b;
 }
 
-static void carry(struct series *s) {
+static void carry(struct ds_state *d) {
   /* The highest value, not the last: the session may have ended while the
    * series was held, and the next one must go on from what was dispatched. */
-  s->base = add_sat(s->base, s->high);
-  s->high = 0;
-  s->last = 0;
+  d->base = add_sat(d->base, d->high);
+  d->high = 0;
+  d->last = 0;
 }
 
 void offsets_new_session(struct offsets *o) {
   for (size_t i = 0; i < o->nslots; i++)
-    if (o->slots[i].key != NULL)
-      carry(&o->slots[i]);
+    for (size_t d = 0; d < o->slots[i].nds; d++)
+      carry(&o->slots[i].ds[d]);
 }
 
-int offsets_update(struct offsets *o, const char *key, int64_t raw,
-                   struct offsets_step *step) {
+/* The series `key', taken into the table if it is new and there is room;
+ * NULL otherwise. */
+static struct series *find_or_claim(struct offsets *o, const char *key) {
   size_t mask = o->nslots - 1;
   size_t i = (size_t)hash(key) & mask;
   while (o->slots[i].key != NULL && strcmp(o->slots[i].key, key) != 0)
     i = (i + 1) & mask;
-
   struct series *s = &o->slots[i];
-  if (s->key == NULL) {
-    if (o->count >= o->max_series)
-      return -1;
-    s->key = strdup(key);
-    if (s->key == NULL)
-      return -1;
-    s->base = 0;
-    s->high = 0;
-    s->last = 0;
-    o->count++;
+  if (s->key != NULL)
+    return s;
+  if (o->count >= o->max_series)
+    return NULL;
+  s->key = strdup(key);
+  if (s->key == NULL)
+    return NULL;
+  o->count++;
+  return s;
+}
+
+int offsets_claim(struct offsets *o, const char *key) {
+  return find_or_claim(o, key) != NULL ? 0 : -1;
+}
+
+/* Counter state of data source ds, grown on first use (zeroed: a data
+ * source first seen in a later session starts from nothing). */
+static struct ds_state *ds_of(struct series *s, size_t ds) {
+  if (ds >= s->nds) {
+    struct ds_state *p = realloc(s->ds, (ds + 1) * sizeof(*p));
+    if (p == NULL)
+      return NULL;
+    memset(p + s->nds, 0, (ds + 1 - s->nds) * sizeof(*p));
+    s->ds = p;
+    s->nds = ds + 1;
   }
+  return &s->ds[ds];
+}
+
+int offsets_update(struct offsets *o, const char *key, size_t ds, int64_t raw,
+                   struct offsets_step *step) {
+  if (ds >= OFFSETS_MAX_DS)
+    return -1;
+  struct series *s = find_or_claim(o, key);
+  struct ds_state *d = s != NULL ? ds_of(s, ds) : NULL;
+  if (d == NULL)
+    return -1;
   if (raw < 0)
     raw = 0;
-  step->decreased = raw < s->last;
-  step->previous = s->last;
-  s->last = raw;
-  if (raw > s->high)
-    s->high = raw;
-  step->high = s->high;
-  step->value = add_sat(s->base, s->high);
+  step->decreased = raw < d->last;
+  step->previous = d->last;
+  d->last = raw;
+  if (raw > d->high)
+    d->high = raw;
+  step->high = d->high;
+  step->value = add_sat(d->base, d->high);
   return 0;
 }
 
 int offsets_apply(struct offsets *o, const char *key, int64_t raw,
                   int64_t *out) {
   struct offsets_step step;
-  if (offsets_update(o, key, raw, &step) != 0)
+  if (offsets_update(o, key, 0, raw, &step) != 0)
     return -1;
   *out = step.value;
   return 0;

@@ -268,3 +268,30 @@ int record_parse(const char *line, size_t len, struct record *r,
 int record_in_batch(enum record_kind kind) {
   return kind == RECORD_DERIVE || kind == RECORD_GAUGE || kind == RECORD_NOTIFY;
 }
+
+size_t record_escape(const char *s, size_t len, char *dst, size_t size) {
+  static const char hex[] = "0123456789abcdef";
+  size_t n = 0;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    char esc[4];
+    size_t elen = 0;
+    if (c == '\\') {
+      esc[elen++] = '\\';
+      esc[elen++] = '\\';
+    } else if (c >= 0x20 && c < 0x7f) {
+      esc[elen++] = (char)c;
+    } else {
+      esc[elen++] = '\\';
+      esc[elen++] = 'x';
+      esc[elen++] = hex[c >> 4];
+      esc[elen++] = hex[c & 0xf];
+    }
+    if (n + elen >= size)
+      break;
+    memcpy(dst + n, esc, elen);
+    n += elen;
+  }
+  dst[n] = '\0';
+  return n;
+}

@@ -57,4 +57,11 @@ int record_parse(const char *line, size_t len, struct record *r,
 /* Whether a record of this kind belongs inside a batch. */
 int record_in_batch(enum record_kind kind);
 
+/* Copies len bytes of untrusted text (a module's line, staprun's stderr) for
+ * a log line: printable ASCII as is, a backslash as \\, every other byte as
+ * \xNN, so a terminal escape or a stray NUL cannot reach the log. Stops
+ * before an escape that would not fit; dst (size >= 1) is NUL-terminated.
+ * Returns the length written. */
+size_t record_escape(const char *s, size_t len, char *dst, size_t size);
+
 #endif

@@ -116,9 +116,38 @@ static _Noreturn void run_grandchild(const char *path, char *const argv[],
   }
   /* Nothing of collectd's (sockets, files) leaks into staprun. */
   syscall(SYS_close_range, 4U, ~0U, 0U);
+  /* Its own process group, so that a stop reaches everything staprun
+   * starts (stapio, and whatever that runs), not staprun alone. The keeper
+   * makes the same call, so the group exists whichever runs first. */
+  setpgid(0, 0);
   execve(path, argv, envp);
   report(3, 'E', errno);
   _exit(127);
+}
+
+/* A signal to staprun's whole process group; to staprun alone if the group
+ * is not there (both setpgid calls failed), so a stop is never lost. */
+static void signal_group(pid_t pid, int sig) {
+  if (kill(-pid, sig) != 0 && errno == ESRCH)
+    kill(pid, sig);
+}
+
+/* Whether staprun has ended. It is left a zombie (WNOWAIT), which keeps its
+ * pid, and so its process group id, from being reused: what is left of the
+ * group (strays that outlived staprun, holding its pipes) is killed, then
+ * staprun is reaped. Sets *status to a wait status. */
+static bool reap_staprun(pid_t pid, int *status) {
+  siginfo_t si;
+  memset(&si, 0, sizeof(si));
+  if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+      si.si_pid != pid)
+    return false;
+  kill(-pid, SIGKILL);
+  *status = si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8
+                                     : (si.si_status & 0x7f);
+  while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+    ;
+  return true;
 }
 
 static _Noreturn void run_keeper(const char *path, char *const argv[],
@@ -149,6 +178,7 @@ static _Noreturn void run_keeper(const char *path, char *const argv[],
     close(ctl_r);
     run_grandchild(path, argv, envp, out_w, err_w, status_w);
   }
+  setpgid(pid, pid);
   close(out_w);
   close(err_w);
   /* Keep only our two pipes. Descriptors inherited from collectd include the
@@ -167,7 +197,7 @@ static _Noreturn void run_keeper(const char *path, char *const argv[],
     if (orphaned) {
       long left = kill_at - now_ms();
       if (left <= 0) {
-        kill(pid, SIGKILL);
+        signal_group(pid, SIGKILL);
         left = 1000;
         kill_at = now_ms() + left;
       }
@@ -180,22 +210,18 @@ static _Noreturn void run_keeper(const char *path, char *const argv[],
       char cmd;
       ssize_t n = read(ctl_r, &cmd, 1);
       if (n == 1 && cmd == 'T') {
-        kill(pid, SIGTERM);
+        signal_group(pid, SIGTERM);
       } else if (n == 1 && cmd == 'K') {
-        kill(pid, SIGKILL);
+        signal_group(pid, SIGKILL);
       } else if (n == 0 || (n < 0 && errno != EINTR)) {
         orphaned = true;
-        kill(pid, SIGTERM);
+        signal_group(pid, SIGTERM);
         kill_at = now_ms() + SPAWN_ORPHAN_KILL_MS;
       }
     }
 
-    siginfo_t si;
-    memset(&si, 0, sizeof(si));
-    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG) == 0 &&
-        si.si_pid == pid) {
-      int status = si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8
-                                            : (si.si_status & 0x7f);
+    int status;
+    if (reap_staprun(pid, &status)) {
       report(status_w, 'X', status);
       _exit(0);
     }

@@ -5,8 +5,10 @@
  * keeper (our direct child) is the parent of staprun, waits for it itself and
  * writes its exit status to a pipe; signals to staprun go through the keeper,
  * which knows staprun has not been reaped yet, so a recycled pid is never
- * signalled. If collectd dies, the keeper sees its control pipe close and
- * stops staprun, so no module is left loaded. */
+ * signalled. staprun runs in its own process group, and every signal goes
+ * to the group, so what staprun starts stops with it. If collectd dies, the
+ * keeper sees its control pipe close and stops staprun, so no module is left
+ * loaded. */
 #ifndef COLLECTD_STAP_SPAWN_H
 #define COLLECTD_STAP_SPAWN_H
 
@@ -34,8 +36,9 @@ struct child {
 
 /* Starts path with argv and envp (no shell). The child gets /dev/null on
  * stdin, pipes on stdout and stderr, default signal dispositions, an empty
- * signal mask, no other file descriptors, and its own session. Returns 0 or a
- * negative errno. */
+ * signal mask, no other file descriptors, the keeper's session and its own
+ * process group. When it ends, what is left of its process group is killed.
+ * Returns 0 or a negative errno. */
 int child_spawn(struct child *c, const char *path, char *const argv[],
                 char *const envp[]);
 
@@ -43,7 +46,7 @@ int child_spawn(struct child *c, const char *path, char *const argv[],
  * c->exited is set, else 0. */
 int child_read_status(struct child *c);
 
-/* Asks the keeper to send SIGTERM or SIGKILL to staprun. */
+/* Asks the keeper to send SIGTERM or SIGKILL to staprun's process group. */
 int child_terminate(struct child *c);
 int child_kill(struct child *c);
 

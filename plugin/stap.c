@@ -15,21 +15,31 @@
 #include <sys/utsname.h>
 
 /* Written by the config and init callbacks, which collectd runs before any
- * read thread, and freed by shutdown after the read threads are gone: no lock
- * is needed. Each group's mutable state is guarded by its own lock. */
+ * read thread, and read by the read callbacks, which collectd stops before
+ * shutdown. Each group's mutable state is guarded by its own lock. */
 static struct plugin_config stap_config;
 static bool stap_configured;
-static struct group *stap_groups;
-static size_t stap_ngroups;
 
 /* A WARNING or FAILURE on a group's values asks its module which flows are
  * behind it, at most once per FLOW_REPORT_MIN_GAP per group: an alert storm
  * must not turn into a storm of procfs reads and notifications. */
 #define FLOW_REPORT_MIN_GAP TIME_T_TO_CDTIME_T(30)
 #define FLOW_REPORT_TINST "retransmits-flows"
-static pthread_mutex_t flow_lock = PTHREAD_MUTEX_INITIALIZER;
-/* Protected by flow_lock: when each group last reported its flows. */
+/* How long shutdown waits for flow reports under way. */
+#define FLOW_REPORT_DRAIN_S 5
+
+/* The notification callback runs on any of collectd's threads, at any time,
+ * shutdown included. table_lock protects the group table (stap_groups,
+ * stap_ngroups: init publishes it, shutdown takes it away first thing, so
+ * no report starts once shutdown began), flow_last (when each group last
+ * reported its flows) and flow_reports (reports under way, which shutdown
+ * waits for; table_idle is signalled when it drops to 0). */
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t table_idle = PTHREAD_COND_INITIALIZER;
+static struct group *stap_groups;
+static size_t stap_ngroups;
 static cdtime_t *flow_last;
+static unsigned flow_reports;
 
 void stap_log(int level, const char *format, ...) {
   char msg[1024];
@@ -132,31 +142,45 @@ static int stap_read(user_data_t *ud) {
 /* Follow-up notification naming the flows behind an alert on retransmits:
  * the module keeps the top flows of its last intervals and serves them on
  * its procfs control file (modules/PROTOCOL.md, "Control files"). */
-static int stap_notification(const notification_t *n,
-                             user_data_t __attribute__((unused)) * ud) {
-  if (strcmp(n->plugin, "stap") != 0 ||
-      (n->severity != NOTIF_WARNING && n->severity != NOTIF_FAILURE) ||
-      strncmp(n->type_instance, "retransmits", strlen("retransmits")) != 0 ||
-      strcmp(n->type_instance, FLOW_REPORT_TINST) == 0)
-    return 0;
+/* Whether n is an alert this plugin answers: WARNING or FAILURE on a stap
+ * retransmits value of this host (the procfs file describes this host's
+ * flows, not those of a host whose values arrive over the network). */
+static bool flow_alert(const notification_t *n) {
+  return strcmp(n->plugin, "stap") == 0 &&
+         (n->severity == NOTIF_WARNING || n->severity == NOTIF_FAILURE) &&
+         strncmp(n->type_instance, "retransmits", strlen("retransmits")) == 0 &&
+         strcmp(n->type_instance, FLOW_REPORT_TINST) != 0 &&
+         strcmp(n->host, hostname_g) == 0;
+}
 
-  size_t i;
-  for (i = 0; i < stap_ngroups; i++)
-    if (strcmp(stap_groups[i].cfg.name, n->plugin_instance) == 0)
-      break;
-  if (i == stap_ngroups)
-    return 0;
+/* Under table_lock: whether the group n is about is due a report; if so it
+ * is counted as under way (flow_report_done ends it). */
+static bool flow_report_begin(const notification_t *n, cdtime_t now) {
+  bool due = false;
+  pthread_mutex_lock(&table_lock);
+  for (size_t i = 0; flow_last != NULL && i < stap_ngroups; i++) {
+    if (strcmp(stap_groups[i].cfg.name, n->plugin_instance) != 0)
+      continue;
+    due = flow_last[i] == 0 || now - flow_last[i] >= FLOW_REPORT_MIN_GAP;
+    if (due) {
+      flow_last[i] = now;
+      flow_reports++;
+    }
+    break;
+  }
+  pthread_mutex_unlock(&table_lock);
+  return due;
+}
 
-  cdtime_t now = cdtime();
-  pthread_mutex_lock(&flow_lock);
-  bool due = flow_last != NULL &&
-             (flow_last[i] == 0 || now - flow_last[i] >= FLOW_REPORT_MIN_GAP);
-  if (due)
-    flow_last[i] = now;
-  pthread_mutex_unlock(&flow_lock);
-  if (!due)
-    return 0;
+static void flow_report_done(void) {
+  pthread_mutex_lock(&table_lock);
+  if (--flow_reports == 0)
+    pthread_cond_broadcast(&table_idle);
+  pthread_mutex_unlock(&table_lock);
+}
 
+/* Reads the module's top flows and dispatches the follow-up notification. */
+static void flow_report(const notification_t *n, cdtime_t now) {
   char path[PATH_MAX + 128];
   ssnprintf(path, sizeof(path), "%s/collectd_stap_%s/top_flows",
             stap_config.procfs_dir, n->plugin_instance);
@@ -165,7 +189,7 @@ static int stap_notification(const notification_t *n,
   if (nflows < 0) {
     WARNING("stap plugin: group %s: cannot read the top flows from %s: %s",
             n->plugin_instance, path, STRERROR(-nflows));
-    return 0;
+    return;
   }
 
   notification_t f = {.severity = n->severity, .time = now};
@@ -205,6 +229,15 @@ static int stap_notification(const notification_t *n,
   plugin_dispatch_notification(&f);
   if (f.meta != NULL)
     plugin_notification_meta_free(f.meta);
+}
+
+static int stap_notification(const notification_t *n,
+                             user_data_t __attribute__((unused)) * ud) {
+  cdtime_t now = cdtime();
+  if (!flow_alert(n) || !flow_report_begin(n, now))
+    return 0;
+  flow_report(n, now);
+  flow_report_done();
   return 0;
 }
 
@@ -223,7 +256,10 @@ static int stap_init(void) {
     NOTICE("stap plugin: no <Plugin stap> block; no probe group is enabled.");
     return 0;
   }
-  if (stap_groups != NULL)
+  pthread_mutex_lock(&table_lock);
+  bool running = stap_groups != NULL;
+  pthread_mutex_unlock(&table_lock);
+  if (running)
     return 0;
 
   struct utsname u;
@@ -234,17 +270,20 @@ static int stap_init(void) {
     return 0;
   }
 
-  stap_groups = calloc(stap_config.ngroups, sizeof(*stap_groups));
-  pthread_mutex_lock(&flow_lock);
-  flow_last = calloc(stap_config.ngroups, sizeof(*flow_last));
-  pthread_mutex_unlock(&flow_lock);
-  if (stap_groups == NULL || flow_last == NULL) {
+  /* Filled before it is published: the notification callback sees a table
+   * of started groups only. */
+  struct group *groups = calloc(stap_config.ngroups, sizeof(*groups));
+  cdtime_t *last = calloc(stap_config.ngroups, sizeof(*last));
+  if (groups == NULL || last == NULL) {
+    free(groups);
+    free(last);
     ERROR("stap plugin: out of memory.");
     return -1;
   }
+  size_t started = 0;
   for (size_t i = 0; i < stap_config.ngroups; i++) {
     const struct group_config *gc = &stap_config.groups[i];
-    struct group *g = &stap_groups[stap_ngroups];
+    struct group *g = &groups[started];
     if (group_init(g, &stap_config, gc, release) != 0) {
       ERROR("stap plugin: group %s: cannot allocate its state; not started.",
             gc->name);
@@ -256,7 +295,7 @@ static int stap_init(void) {
       group_destroy(g);
       continue;
     }
-    stap_ngroups++;
+    started++;
 
     char name[DATA_MAX_NAME_LEN];
     ssnprintf(name, sizeof(name), "stap/%s", gc->name);
@@ -266,24 +305,61 @@ static int stap_init(void) {
     INFO("stap plugin: group %s: module %s, interval %.3f s", gc->name,
          gc->module, (double)gc->interval_ms / 1000.0);
   }
+  pthread_mutex_lock(&table_lock);
+  stap_groups = groups;
+  stap_ngroups = started;
+  flow_last = last;
+  pthread_mutex_unlock(&table_lock);
   return 0;
 }
 
-static int stap_shutdown(void) {
-  /* Ask every group first so their stop timeouts run side by side. */
-  for (size_t i = 0; i < stap_ngroups; i++)
-    group_request_stop(&stap_groups[i]);
-  for (size_t i = 0; i < stap_ngroups; i++) {
-    group_join(&stap_groups[i]);
-    group_destroy(&stap_groups[i]);
-  }
-  pthread_mutex_lock(&flow_lock);
-  free(flow_last);
-  flow_last = NULL;
-  pthread_mutex_unlock(&flow_lock);
-  free(stap_groups);
+/* Takes the group table away from the notification callback, so that no
+ * flow report starts any more, and lets the ones under way finish (they
+ * read a procfs file and dispatch one notification), briefly. */
+static void take_table(struct group **groups, size_t *ngroups) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += FLOW_REPORT_DRAIN_S;
+  pthread_mutex_lock(&table_lock);
+  *groups = stap_groups;
+  *ngroups = stap_ngroups;
   stap_groups = NULL;
   stap_ngroups = 0;
+  free(flow_last);
+  flow_last = NULL;
+  while (flow_reports > 0 &&
+         pthread_cond_timedwait(&table_idle, &table_lock, &until) == 0)
+    ;
+  if (flow_reports > 0)
+    WARNING("stap plugin: %u top-flows report(s) still under way after %d s; "
+            "shutdown goes on",
+            flow_reports, FLOW_REPORT_DRAIN_S);
+  pthread_mutex_unlock(&table_lock);
+}
+
+static int stap_shutdown(void) {
+  struct group *groups;
+  size_t ngroups;
+  take_table(&groups, &ngroups);
+
+  /* Ask every group first so their stop timeouts run side by side; each
+   * join is bounded, so a staprun stuck in the kernel cannot hang collectd.
+   * A group given up on keeps its memory (its thread may still use it). */
+  for (size_t i = 0; i < ngroups; i++)
+    group_request_stop(&groups[i]);
+  cdtime_t until = cdtime() + MS_TO_CDTIME_T(stap_config.stop_timeout_ms +
+                                             GROUP_JOIN_GRACE_MS);
+  bool abandoned = false;
+  for (size_t i = 0; i < ngroups; i++) {
+    cdtime_t now = cdtime();
+    uint64_t left = now < until ? CDTIME_T_TO_MS(until - now) : 0;
+    if (group_join(&groups[i], left))
+      group_destroy(&groups[i]);
+    else
+      abandoned = true;
+  }
+  if (!abandoned)
+    free(groups);
   config_free(&stap_config);
   stap_configured = false;
   return 0;

@@ -1,34 +1,92 @@
 #!/bin/bash
 # collectd integration test: the real collectd daemon loads build/stap.so
 # with the shipped collectd.conf.d/ snippets; tests/fake-staprun replays a
-# module session in which the module crashes once and is restarted, then
-# retransmits climb and go flat. Checks the csv plugin's rows, the shipped
-# threshold's WARNING and OKAY, the plugin's health values, and that no
-# staprun is left behind.
+# module session in which the module crashes once (stapio killed, the module
+# left loaded) and is restarted, then retransmits climb and go flat. Checks
+# the csv plugin's rows, the shipped threshold's WARNING and OKAY, the
+# plugin's health values, and that no staprun is left behind. The other
+# groups of the shipped stap.conf each show one way a group is refused or
+# reported (untrusted module, bad option, Param not in the module's list, no
+# list, a module that never says hello, a missing module) while the rest run.
 set -u
+umask 022 # what the plugin loads must not be writable by group or others
 top=$(cd "$(dirname "$0")/../.." && pwd)
 out=$(realpath -m "${1:-$top/build/collectd-test}")
 rm -rf "$out"
-mkdir -p "$out/modules"
+mkdir -p "$out"
 cd "$out"
 
 . "$top/tests/assert.sh"
 
+# trusted DIR: DIR and every directory above it are owned by root (or us) and
+# not writable by group or others, as the plugin demands of what it loads.
+trusted() {
+  local d uid mode
+  d=$(realpath -m "$1")
+  while :; do
+    read -r uid mode < <(stat -c '%u %a' "$d" 2>/dev/null) || return 1
+    { [ "$uid" = 0 ] || [ "$uid" = "$(id -u)" ]; } || return 1
+    (((8#$mode & 8#022) == 0)) || return 1
+    [ "$d" = / ] && return 0
+    d=$(dirname "$d")
+  done
+}
+# Modules and the fake staprun go in $out, unless it is where others can
+# write (a checkout under /tmp): then in the project's cache in $HOME.
+lib=$out
+if ! trusted "$out"; then
+  lib=$HOME/.cache/collectd-stap/collectd-test
+  rm -rf "$lib"
+  mkdir -p "$lib"
+  trusted "$lib" || { echo "FAIL: neither $out nor $lib can hold modules the plugin trusts"; exit 1; }
+  echo "note: $out is not a trusted directory; modules are in $lib"
+fi
+mods=$lib/modules
+mkdir -p "$mods" "$lib/bin"
+
+# staprun is a copy of the fake beside its fake /proc/modules (ProcModules).
+staprun=$lib/bin/staprun
+cp "$top/tests/fake-staprun" "$staprun"
+chmod 755 "$staprun"
+procmods=$lib/bin/proc-modules
+# A module left loaded by a collectd that was killed: detached at the start.
+echo "collectd_stap_accept 16384 0 - Live 0x0000000000000000 (OE)" >"$procmods"
+
 # The "module" the fake staprun replays: first run crashes, second is normal.
-mod=$out/modules/collectd_stap_tcp.ko
+mod=$mods/collectd_stap_tcp.ko
 cp "$top/tests/data/tcp-climb.replay" "$mod"
 cp "$top/tests/data/tcp-crash.replay" "$mod.1"
-# Two more groups, for the shipped thresholds on overflows and drops. The
-# other groups of the shipped stap.conf have no module here: they must be
-# reported and must not disturb these.
-cp "$top/tests/data/accept-overflow.replay" "$out/modules/collectd_stap_accept.ko"
-cp "$top/tests/data/drops-climb.replay" "$out/modules/collectd_stap_drops.ko"
-
-# The shipped snippets, with only the install paths pointed at this tree.
-for f in stap.conf stap-thresholds.conf; do
-  sed "s|/usr/share/collectd/stap.types.db|$top/collectd.conf.d/stap.types.db|" \
-    "$top/collectd.conf.d/$f" >"$out/$f"
+# Its parameter list, as `make modules' writes it (the test sets max_ports).
+cp "$top/tests/data/tcp.params" "$mods/collectd_stap_tcp.params"
+# Two more groups, for the shipped thresholds on overflows and drops.
+cp "$top/tests/data/accept-overflow.replay" "$mods/collectd_stap_accept.ko"
+cp "$top/tests/data/drops-climb.replay" "$mods/collectd_stap_drops.ko"
+# netfilter sets Param ipv4, which its module's list does not have; netdev
+# sets Param max_devices and its module has no list; ipmib's module is in a
+# directory anyone can write; socket's module never says hello; connect has a
+# bad option; udp has no module at all.
+for g in netfilter netdev ipmib; do
+  sed "s/GROUP/$g/" "$top/tests/data/minimal.replay" >"$mods/collectd_stap_$g.ko"
 done
+cp "$top/tests/data/netfilter.params" "$mods/collectd_stap_netfilter.params"
+open=$lib/open
+mkdir -p "$open"
+mv "$mods/collectd_stap_ipmib.ko" "$open/"
+chmod 0777 "$open"
+cp "$top/tests/data/silent.replay" "$mods/collectd_stap_socket.ko"
+
+# The shipped snippets, with only the install paths pointed at this tree and
+# the few changes above.
+sed "s|/usr/share/collectd/stap.types.db|$top/collectd.conf.d/stap.types.db|" \
+  "$top/collectd.conf.d/stap-thresholds.conf" >"$out/stap-thresholds.conf"
+sed -e "s|/usr/share/collectd/stap.types.db|$top/collectd.conf.d/stap.types.db|" \
+  -e '/<Group "tcp">/,/<\/Group>/s|#Param "max_ports" 64|Param "max_ports" 64|' \
+  -e '/<Group "tcp">/,/<\/Group>/s|#MaxSeries 4096|MaxSeries 6|' \
+  -e 's|#Param "ipv4" 1|Param "ipv4" 1|' \
+  -e 's|#Param "max_devices" 32|Param "max_devices" 32|' \
+  -e "/<Group \"ipmib\">/a\\    Module \"$open/collectd_stap_ipmib.ko\"" \
+  -e '/<Group "connect">/a\    Interval -1' \
+  "$top/collectd.conf.d/stap.conf" >"$out/stap.conf"
 
 cat >"$out/collectd.conf" <<CONF
 Hostname "integration"
@@ -51,8 +109,9 @@ Include "$out/stap.conf"
 PluginDir "/usr/lib/collectd"
 Include "$out/stap-thresholds.conf"
 <Plugin stap>
-  Staprun "$top/tests/fake-staprun"
-  ModuleDir "$out/modules"
+  Staprun "$staprun"
+  ModuleDir "$mods"
+  ProcModules "$procmods"
   RestartDelay 0.5
 </Plugin>
 CONF
@@ -68,6 +127,7 @@ for _ in $(seq 1 60); do
   grep -q 'severity = OKAY.*type_instance = retransmits' "$out/collectd.log" 2>/dev/null &&
     grep -q 'severity = OKAY.*plugin_instance = drops' "$out/collectd.log" 2>/dev/null &&
     grep -q 'severity = OKAY.*plugin_instance = accept, type = protocol_counter, type_instance = accept-queue-overflows,' "$out/collectd.log" 2>/dev/null &&
+    grep -q 'group socket: .* has not said hello' "$out/collectd.log" 2>/dev/null &&
     [ "$(retrans | grep -c '^91$')" -ge 3 ] && break
   sleep 0.5
 done
@@ -109,23 +169,53 @@ check "threshold OKAY after retransmits went flat" okay_after_warning
 no_failure() { ! grep -q 'severity = FAILURE.*type_instance = retransmits' "$log"; }
 check "no FAILURE (rate stayed below FailureMax 50/s)" no_failure
 check "staprun's ERROR line is logged" grep -q 'simulated module failure' "$log"
-check "the exit is logged with its status" grep -q 'exited with status 1' "$log"
+check "the crash is logged with its signal" grep -q 'group tcp: staprun on .* was killed by signal 9' "$log"
 check "the restart is logged" grep -q 'restarting staprun in 0.5 s' "$log"
 check "the bad line is logged" grep -q 'bad line from the module (unknown record type): this is not a record' "$log"
 check "staprun was given interval_ms=1000 and the group's parameters" \
-  grep -qx 'interval_ms=1000' "$mod.args"
+  grep -qx 'interval_ms=1000 max_ports=64' "$mod.args"
 check "staprun was started twice" [ "$(cat "$mod.runs")" = 2 ]
+
+# The module the killed run left loaded is detached before the restart, and
+# the one a killed collectd left (accept) before the first start.
+check "the module left by the killed run is detached before the restart" \
+  grep -q "group tcp: module collectd_stap_tcp is still loaded (left behind by a staprun or collectd that was killed); detaching and removing it with \`$staprun -d collectd_stap_tcp'" "$log"
+check "... and removed" grep -q 'group tcp: module collectd_stap_tcp detached and removed' "$log"
+check "the module left by a killed collectd is detached at the start" \
+  grep -q 'group accept: module collectd_stap_accept detached and removed' "$log"
+check "staprun -d was run for exactly those two" \
+  [ "$(sort "$lib/bin/detached" | tr '\n' ' ')" = "collectd_stap_accept collectd_stap_tcp " ]
+no_file_exists() { ! grep -q 'File exists' "$log"; }
+check "no start failed with \"File exists\"" no_file_exists
+not_listed() { ! grep -q '^collectd_stap_\(tcp\|accept\) ' "$procmods"; }
+check "the modules were unloaded at the stop" not_listed
+
+# What a module prints is not trusted: control bytes are escaped, the
+# plugin's own health series are refused, invented series are capped.
+check "control bytes of a bad line are logged escaped" \
+  grep -qF 'bad line from the module (unknown record type): \x1b[1mbold\x07 bell' "$log"
+no_raw_escape() { ! LC_ALL=C grep -q $'[\x01-\x08\x0b-\x1f]' "$log"; }
+check "no control byte reached the log" no_raw_escape
+check "a row of the plugin's own health series is refused" \
+  grep -q 'group tcp: bad line from the module (type stap_events is the plugin.s own health series; a module reports its health as type stap_module): derive tcp stap_events batches 99' "$log"
+invented=$(ls "$csv" | grep -c '^gauge-invented-')
+check "MaxSeries 6 capped invented gauge names: 4 of 10 kept (2 counters + 4)" [ "$invented" = 4 ]
+check "... the drop is logged" grep -q 'group tcp: more than MaxSeries (6) series; tcp/gauge/invented-4 is not dispatched' "$log"
 
 last() { tail -1 "$(ls "$csv"/$1-20* | head -1)" | cut -d, -f2; }
 check "health: stap_running was 1" grep -qE ',1(\.0+)?$' "$(ls "$csv"/stap_running-20* | head -1)"
 check "health: restarts = 1" [ "$(last stap_events-restarts)" = 1 ]
-check "health: bad_lines = 1" [ "$(last stap_events-bad_lines)" = 1 ]
+check "health: bad_lines = 3 (a text, a health row, control bytes)" [ "$(last stap_events-bad_lines)" = 3 ]
+check "health: dropped_series = 6" [ "$(last stap_events-dropped_series)" = 6 ]
 check "health: batches counted (>= 6)" [ "$(last stap_events-batches)" -ge 6 ]
 check "health: decreases = 0 (no counter went back within a session)" [ "$(last stap_events-decreases)" = 0 ]
 check "health: duplicate_series = 0" [ "$(last stap_events-duplicate_series)" = 0 ]
 check "clean stop is logged" grep -q 'staprun stopped (exited with status 0)' "$log"
-no_fake_left() { ! pgrep -f "fake-staprun $mod" >/dev/null; }
+no_fake_left() { ! pgrep -f "$staprun " >/dev/null; }
 check "no staprun (fake) process is left" no_fake_left
+stray=$(sed -n 's/.*group drops: staprun: stray \([0-9]*\)$/\1/p' "$log" | head -1)
+stray_gone() { [ -n "$stray" ] && ! kill -0 "$stray" 2>/dev/null; }
+check "the stop reached what staprun started (its process group: pid ${stray:-?})" stray_gone
 no_dataset_error() { ! grep -q 'Dataset not found' "$log"; }
 check "no error from collectd about types" no_dataset_error
 
@@ -142,17 +232,36 @@ check "threshold WARNING for drops above 1000/s" has_notification WARNING drops 
 check "threshold OKAY once drops stop" has_notification OKAY drops total
 check "a group whose module is missing is reported with what to do" \
   grep -q 'group udp: module .*collectd_stap_udp.ko: No such file or directory. Build it with' "$log"
+check "a module in a directory anyone can write is refused, naming it and the fix" \
+  grep -qF "group ipmib: module $open/collectd_stap_ipmib.ko: directory $open is writable by its group and others (mode 0777); fix with chmod go-w $open." "$log"
+check "a bad option names its group" \
+  grep -q "group connect: option \`Interval' is -1: it must be between 0.1 and 86400 seconds" "$log"
+check "a Param the module does not list is refused with the allowed ones" \
+  grep -qF "group netfilter: Param \`ipv4' is not a parameter of module $mods/collectd_stap_netfilter.ko; allowed: interval_ms, ipv6, arp, bridge" "$log"
+check "Params without the module's parameter list are refused" \
+  grep -qF "group netdev: no parameter list $mods/collectd_stap_netdev.params beside the module" "$log"
+check "a module that never says hello is reported once" \
+  [ "$(grep -c 'group socket: module .* has not said hello 5.0 s after its start' "$log")" = 1 ]
+none_started() {
+  local g
+  for g in ipmib connect netfilter netdev udp; do
+    ! grep -q "group $g: started " "$log" || return 1
+    [ ! -e "$mods/collectd_stap_$g.ko.runs" ] || return 1
+  done
+}
+check "refused groups were not started" none_started
 check "... and the other groups carry on (accept values arrived)" \
   test -n "$(ls "$out"/csv/integration/stap-accept/protocol_counter-accept-queue-overflows-20* 2>/dev/null)"
 
 # A session recorded from the real module in the VM, replayed as it was: the
 # dispatched values are the module's totals, batch by batch.
 rec=$out/recorded
-mkdir -p "$rec/modules"
-cp "$top/tests/data/tcp-vm.replay" "$rec/modules/collectd_stap_tcp.ko"
-sed -e "s|$out/csv|$rec/csv|" -e "s|$out/modules|$rec/modules|" -e "s|$out/collectd.log|$rec/collectd.log|" \
+mkdir -p "$rec" "$lib/recorded/modules"
+cp "$top/tests/data/tcp-vm.replay" "$lib/recorded/modules/collectd_stap_tcp.ko"
+cp "$top/tests/data/tcp.params" "$lib/recorded/modules/collectd_stap_tcp.params"
+sed -e "s|$out/csv|$rec/csv|" -e "s|$mods|$lib/recorded/modules|" -e "s|$out/collectd.log|$rec/collectd.log|" \
   -e "/Include .*stap-thresholds.conf/d" "$out/collectd.conf" >"$rec/collectd.conf"
-want=$(awk '$1 == "derive" && $4 == "retransmits" {print $5}' "$rec/modules/collectd_stap_tcp.ko" | tr '\n' ' ')
+want=$(awk '$1 == "derive" && $4 == "retransmits" {print $5}' "$lib/recorded/modules/collectd_stap_tcp.ko" | tr '\n' ' ')
 timeout --preserve-status -s INT 4 collectd -f -C "$rec/collectd.conf" >"$rec/collectd.stdout" 2>&1
 got=$(tail -n +2 "$rec"/csv/integration/stap-tcp/protocol_counter-retransmits-20* 2>/dev/null | cut -d, -f2 | tr '\n' ' ')
 echo "recorded session: module printed: $want"

@@ -173,16 +173,45 @@ void assert_not_logged_v(int level, const char *const needles[],
 #define RECORDER_MAX 4096
 
 static pthread_mutex_t rec_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t rec_unblocked = PTHREAD_COND_INITIALIZER;
 static struct dispatched rec_entries[RECORDER_MAX];
 static size_t rec_n;
 static char rec_refused_type[RECORD_NAME_SIZE];
+static bool rec_blocked;
+static size_t rec_waiting;
 
 void recorder_reset(void) {
   pthread_mutex_lock(&rec_lock);
   rec_n = 0;
   rec_refused_type[0] = '\0';
+  rec_blocked = false;
+  pthread_cond_broadcast(&rec_unblocked);
   pthread_mutex_unlock(&rec_lock);
 }
+
+void recorder_block(bool blocked) {
+  pthread_mutex_lock(&rec_lock);
+  rec_blocked = blocked;
+  pthread_cond_broadcast(&rec_unblocked);
+  pthread_mutex_unlock(&rec_lock);
+}
+
+size_t recorder_blocked_calls(void) {
+  pthread_mutex_lock(&rec_lock);
+  size_t n = rec_waiting;
+  pthread_mutex_unlock(&rec_lock);
+  return n;
+}
+
+#ifndef HELPERS_NO_SEAMS
+/* Called with rec_lock held. */
+static void wait_unblocked(void) {
+  rec_waiting++;
+  while (rec_blocked)
+    pthread_cond_wait(&rec_unblocked, &rec_lock);
+  rec_waiting--;
+}
+#endif
 
 void recorder_refuse_type(const char *type) {
   pthread_mutex_lock(&rec_lock);
@@ -229,6 +258,7 @@ size_t recorder_derives(const char *type_instance, int64_t *out, size_t max) {
 static void record_dispatch(const struct group_config *g,
                             const struct record *r, const int64_t *derive) {
   pthread_mutex_lock(&rec_lock);
+  wait_unblocked();
   if (rec_n < RECORDER_MAX) {
     struct dispatched *d = &rec_entries[rec_n++];
     memset(d, 0, sizeof(*d));
@@ -278,11 +308,66 @@ void stap_log(int level, const char *format, ...) {
 
 /* ---- Files ------------------------------------------------------------- */
 
-char *tmpdir_new(void) {
-  const char *base = getenv("TMPDIR");
+/* Whether dir and every directory above it (links resolved) are owned by
+ * root or this user and not writable by group or others: where the plugin
+ * accepts what it loads. */
+static bool trusted_dir(const char *dir) {
+  char real[PATH_MAX];
+  if (realpath(dir, real) == NULL)
+    return false;
+  for (;;) {
+    struct stat st;
+    if (stat(real, &st) != 0 || (st.st_uid != 0 && st.st_uid != geteuid()) ||
+        (st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+      return false;
+    if (strcmp(real, "/") == 0)
+      return true;
+    char *slash = strrchr(real, '/');
+    slash[slash == real ? 1 : 0] = '\0';
+  }
+}
+
+/* mkdir -p, mode 0755 whatever the umask; returns whether dir is trusted. */
+static bool make_base(const char *dir) {
   char path[PATH_MAX];
-  snprintf(path, sizeof(path), "%s/collectd-stap-unit.XXXXXX",
-           base && base[0] ? base : "/tmp");
+  snprintf(path, sizeof(path), "%s", dir);
+  for (char *p = path + 1;; p++) {
+    if (*p == '/' || *p == '\0') {
+      char c = *p;
+      *p = '\0';
+      if (mkdir(path, 0755) == 0)
+        chmod(path, 0755);
+      *p = c;
+    }
+    if (*p == '\0')
+      break;
+  }
+  return trusted_dir(dir);
+}
+
+/* The build tree, unless the checkout sits where others can write (under
+ * /tmp, as CI may put it): then the project's cache in $HOME. */
+static const char *tmp_base(void) {
+  static char base[PATH_MAX];
+  const char *env = getenv("UNIT_TMPDIR");
+  const char *home = getenv("HOME");
+  if (env != NULL && env[0] != '\0')
+    return env;
+  if (make_base(TOP_SRCDIR "/build/tests/tmp"))
+    return TOP_SRCDIR "/build/tests/tmp";
+  snprintf(base, sizeof(base), "%s/.cache/collectd-stap/unit-tmp",
+           home != NULL ? home : "/root");
+  if (make_base(base))
+    return base;
+  print_error("neither %s nor %s is a directory only root (or you) can "
+              "change; set UNIT_TMPDIR to one\n",
+              TOP_SRCDIR "/build/tests/tmp", base);
+  return base;
+}
+
+char *tmpdir_new(void) {
+  char path[PATH_MAX + 32];
+  snprintf(path, sizeof(path), "%s/collectd-stap-unit.XXXXXX", tmp_base());
   if (mkdtemp(path) == NULL) {
     print_error("mkdtemp %s: %s\n", path, strerror(errno));
     return NULL;
@@ -324,6 +409,17 @@ void write_file(const char *path, const char *text) {
   size_t len = strlen(text);
   assert_int_equal(fwrite(text, 1, len, f), len);
   assert_int_equal(fclose(f), 0);
+  assert_int_equal(chmod(path, 0644), 0);
+}
+
+void copy_file(const char *from, const char *to) {
+  char *text = read_file(from);
+  struct stat st;
+  if (text == NULL || stat(from, &st) != 0)
+    fail_msg("cannot read %s: %s", from, strerror(errno));
+  write_file(to, text);
+  free(text);
+  assert_int_equal(chmod(to, st.st_mode & 0755), 0);
 }
 
 char *read_file(const char *path) {
@@ -441,7 +537,8 @@ oconfig_item_t *cfg_add(oconfig_item_t *parent, const char *key) {
   child->key = strdup(key);
   child->values = calloc(CFG_ROOM, sizeof(*child->values));
   child->children = calloc(CFG_ROOM, sizeof(*child->children));
-  child->parent = parent;
+  /* collectd 5.12 does not set it reliably: the plugin must not use it. */
+  child->parent = NULL;
   assert_non_null(child->key);
   assert_non_null(child->values);
   assert_non_null(child->children);

@@ -105,6 +105,11 @@ void recorder_reset(void);
 /* dispatch_value refuses values of this type (NULL: none), as stap.c does
  * for a type missing from the TypesDB. */
 void recorder_refuse_type(const char *type);
+/* While blocked, dispatch_value and dispatch_notification wait (as a
+ * collectd whose queue is stuck would): recorder_blocked_calls counts the
+ * calls waiting. recorder_reset unblocks. */
+void recorder_block(bool blocked);
+size_t recorder_blocked_calls(void);
 size_t recorder_size(void);
 bool recorder_get(size_t i, struct dispatched *out);
 bool recorder_wait(size_t n, unsigned timeout_ms);
@@ -114,12 +119,20 @@ size_t recorder_derives(const char *type_instance, int64_t *out, size_t max);
 
 /* ---- Files ------------------------------------------------------------- */
 
-/* A fresh directory under $TMPDIR (or /tmp); the caller frees the string. */
+/* A fresh directory (mode 0700) where the plugin accepts what it loads
+ * (it and every directory above it owned by root or the user running the
+ * tests, not writable by group or others; so not under /tmp): under
+ * $UNIT_TMPDIR, else TOP_SRCDIR "/build/tests/tmp" if that qualifies, else
+ * $HOME/.cache/collectd-stap/unit-tmp. The caller frees the string. */
 char *tmpdir_new(void);
 /* Removes the directory and everything in it. */
 void tmpdir_remove(const char *dir);
 void path_join(char *buf, size_t size, const char *dir, const char *name);
+/* Creates or replaces the file, mode 0644 whatever the umask. */
 void write_file(const char *path, const char *text);
+/* Copies a file, keeping its mode bits (the fake staprun next to a test's
+ * fake /proc/modules). */
+void copy_file(const char *from, const char *to);
 /* The whole file, NUL-terminated, or NULL; the caller frees it. */
 char *read_file(const char *path);
 

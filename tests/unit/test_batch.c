@@ -250,6 +250,36 @@ static void test_plugin_instance_must_be_the_group(void **state) {
   }
 }
 
+/* stap_running and stap_events are the plugin's own health series: a
+ * module record of those types is a bad line (the batch is discarded), of
+ * any kind; stap_module, the module's own health, is allowed. */
+static void test_health_types_are_the_plugins(void **state) {
+  struct batch *b = *state;
+  hello(b);
+  const char *bad[] = {
+      "derive tcp stap_events batches 1",
+      "gauge tcp stap_running - 1",
+      "notify okay tcp stap_running - module says it runs",
+      "derive tcp-x stap_events restarts 0",
+  };
+  for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+    char line[128];
+    unsigned seq = (unsigned)i + 1;
+    snprintf(line, sizeof(line), "begin %u", seq);
+    FEED(b, line, BATCH_NOTHING);
+    FEED(b, "derive tcp stap_module probes_skipped 0", BATCH_NOTHING);
+    struct batch_result res = FEED(b, bad[i], BATCH_BAD_LINE);
+    assert_why(res, "is the plugin's own health series");
+    assert_why(res, "stap_module");
+    snprintf(line, sizeof(line), "end %u 2", seq);
+    assert_why(FEED(b, line, BATCH_DISCARDED), "bad line");
+  }
+  FEED(b, "begin 9", BATCH_NOTHING);
+  FEED(b, "derive tcp stap_module probes_skipped 3", BATCH_NOTHING);
+  FEED(b, "gauge tcp stap_running_time - 1", BATCH_NOTHING);
+  FEED(b, "end 9 2", BATCH_COMPLETE);
+}
+
 static void test_too_many_records(void **state) {
   (void)state;
   struct batch b;
@@ -598,6 +628,7 @@ int main(void) {
       T(test_wrong_group_refused),
       T(test_second_wrong_hello_is_a_bad_line),
       T(test_plugin_instance_must_be_the_group),
+      T(test_health_types_are_the_plugins),
       T(test_too_many_records),
       T(test_default_max_records),
       T(test_gaps),

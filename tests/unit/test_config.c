@@ -54,6 +54,7 @@ static void test_defaults(void **state) {
   struct fixture *f = *state;
   assert_string_equal(f->cfg.staprun, "/usr/bin/staprun");
   assert_string_equal(f->cfg.module_dir, "");
+  assert_string_equal(f->cfg.proc_modules, "/proc/modules");
   assert_int_equal(f->cfg.restart_delay_ms, 1000);
   assert_int_equal(f->cfg.restart_delay_max_ms, 60000);
   assert_int_equal(f->cfg.stop_timeout_ms, 10000);
@@ -85,6 +86,7 @@ static void test_every_option(void **state) {
   oconfig_item_t *r = f->root;
   cfg_str(cfg_add(r, "Staprun"), "/opt/stap/bin/staprun");
   cfg_str(cfg_add(r, "ModuleDir"), "/srv/modules");
+  cfg_str(cfg_add(r, "ProcModules"), "/tmp/test/proc-modules");
   cfg_num(cfg_add(r, "RestartDelay"), 0.5);
   cfg_num(cfg_add(r, "RestartDelayMax"), 30);
   cfg_num(cfg_add(r, "StopTimeout"), 2.5);
@@ -101,6 +103,7 @@ static void test_every_option(void **state) {
   assert_int_equal(log_size(), 0);
   assert_string_equal(f->cfg.staprun, "/opt/stap/bin/staprun");
   assert_string_equal(f->cfg.module_dir, "/srv/modules");
+  assert_string_equal(f->cfg.proc_modules, "/tmp/test/proc-modules");
   assert_int_equal(f->cfg.restart_delay_ms, 500);
   assert_int_equal(f->cfg.restart_delay_max_ms, 30000);
   assert_int_equal(f->cfg.stop_timeout_ms, 2500);
@@ -188,8 +191,7 @@ static void test_unknown_group(void **state) {
   add_group(f->root, "bogus");
   assert_int_equal(config_parse(&f->cfg, f->root), 1);
   assert_int_equal(f->cfg.ngroups, 0);
-  assert_logged(LOG_ERR, "stap plugin: ", "<Group \"bogus\">",
-                "unknown probe group",
+  assert_logged(LOG_ERR, "stap plugin: group bogus: unknown probe group",
                 "known groups: tcp, netdev, udp, netfilter, ipmib, socket, "
                 "connect, accept, drops");
 }
@@ -218,7 +220,8 @@ static void test_duplicate_group(void **state) {
   cfg_num(cfg_add(add_group(f->root, "tcp"), "Interval"), 1);
   cfg_num(cfg_add(add_group(f->root, "tcp"), "Interval"), 2);
   assert_int_equal(parse_and_finish(f), 1);
-  assert_logged(LOG_ERR, "<Group \"tcp\"> appears twice");
+  assert_logged(LOG_ERR, "stap plugin: group tcp: <Group \"tcp\"> appears "
+                         "twice");
   assert_int_equal(f->cfg.ngroups, 1);
   assert_int_equal(f->cfg.groups[0].interval_ms, 1000); /* the first */
 }
@@ -228,7 +231,8 @@ static void test_duplicate_group_across_blocks(void **state) {
   add_group(f->root, "tcp");
   assert_int_equal(config_parse(&f->cfg, f->root), 0);
   assert_int_equal(config_parse(&f->cfg, f->root), 1);
-  assert_logged(LOG_ERR, "<Group \"tcp\"> appears twice");
+  assert_logged(LOG_ERR, "stap plugin: group tcp: <Group \"tcp\"> appears "
+                         "twice");
   assert_int_equal(f->cfg.ngroups, 1);
 }
 
@@ -238,9 +242,10 @@ static void test_duplicate_param(void **state) {
   cfg_num(cfg_str(cfg_add(g, "Param"), "port"), 1);
   cfg_num(cfg_str(cfg_add(g, "Param"), "port"), 2);
   assert_int_equal(parse_and_finish(f), 1);
-  assert_logged(LOG_ERR, "<Group \"tcp\"> option `Param'", "\"port\"",
+  assert_logged(LOG_ERR, "group tcp: option `Param'", "\"port\"",
                 "given twice");
-  assert_logged(LOG_ERR, "<Group \"tcp\"> has 1 error(s) and is not started");
+  assert_logged(LOG_ERR, "group tcp: <Group \"tcp\"> has 1 error(s) and is "
+                         "not started");
   assert_int_equal(f->cfg.ngroups, 0);
 }
 
@@ -259,7 +264,7 @@ static void test_param_limit(void **state) {
   config_defaults(&f->cfg);
   cfg_num(cfg_str(cfg_add(g, "Param"), "one_too_many"), 1);
   assert_int_equal(parse_and_finish(f), 1);
-  assert_logged(LOG_ERR, "<Group \"tcp\"> option `Param'", "at most 32");
+  assert_logged(LOG_ERR, "group tcp: option `Param'", "at most 32");
   assert_int_equal(f->cfg.ngroups, 0);
 }
 
@@ -289,8 +294,8 @@ static void test_bad_group_left_out_others_kept(void **state) {
   cfg_num(cfg_add(f->root, "StopTimeout"), 4);
 
   assert_int_equal(parse_and_finish(f), 3);
-  assert_logged(LOG_ERR, "<Group \"bogus\">", "unknown probe group");
-  assert_logged(LOG_ERR, "<Group \"tcp\"> option `Interval'");
+  assert_logged(LOG_ERR, "group bogus: unknown probe group");
+  assert_logged(LOG_ERR, "group tcp: option `Interval' takes one number");
   assert_logged(LOG_ERR, "option `RestartDelay'");
   /* The broken first tcp group is no duplicate of the good second one. */
   assert_not_logged(LOG_ERR, "appears twice");
@@ -313,7 +318,7 @@ static void test_module_path_too_long(void **state) {
   cfg_str(cfg_add(add_group(f->root, "tcp"), "Module"), module);
   assert_int_equal(config_parse(&f->cfg, f->root), 0);
   assert_int_equal(config_finish(&f->cfg, 1000, RELEASE), 1);
-  assert_logged(LOG_ERR, "<Group \"tcp\">", "module path is longer");
+  assert_logged(LOG_ERR, "group tcp: the module path is longer");
   assert_int_equal(f->cfg.ngroups, 0);
 }
 
@@ -346,7 +351,8 @@ struct bad_option {
 /* clang-format off */
 static const struct bad_option bad_group_options[] = {
   {"Interval 0", "Interval", 1, {N(0)}, {"is 0", "between 0.1 and 86400"}},
-  {"Interval negative", "Interval", 1, {N(-1)}, {"is -1", "between"}},
+  {"Interval negative", "Interval", 1, {N(-1)},
+   {"is -1: it must be between 0.1 and 86400 seconds"}},
   {"Interval below 0.1 s", "Interval", 1, {N(0.05)}, {"between 0.1"}},
   {"Interval above a day", "Interval", 1, {N(86401)}, {"and 86400 seconds"}},
   {"Interval as a string", "Interval", 1, {S("10")}, {"takes one number"}},
@@ -443,12 +449,14 @@ static void run_bad_group_option(void **state) {
   assert_int_equal(errors, 1);
   assert_int_equal(ngroups, 0);
   char where[128];
-  snprintf(where, sizeof(where), "<Group \"tcp\"> option `%s'", c->key);
-  const char *first[] = {"stap plugin: ", where};
+  /* Every message about a group's option starts with the group's name. */
+  snprintf(where, sizeof(where), "stap plugin: group tcp: option `%s'", c->key);
+  const char *first[] = {where};
   assert_needles(first, ARRAY_SIZE(first), c->needles, ARRAY_SIZE(c->needles));
   /* One line for the option, one that the group is not started. */
   assert_int_equal(errors_logged(), 2);
-  assert_logged(LOG_ERR, "<Group \"tcp\"> has 1 error(s) and is not started");
+  assert_logged(LOG_ERR, "group tcp: <Group \"tcp\"> has 1 error(s) and is "
+                         "not started");
 }
 
 static void test_unknown_group_option(void **state) {
@@ -457,10 +465,10 @@ static void test_unknown_group_option(void **state) {
   cfg_num(cfg_add(g, "Foo"), 1);
   cfg_num(cfg_add(g, "Interval"), 0);
   assert_int_equal(parse_and_finish(f), 1);
-  assert_logged(LOG_ERR, "<Group \"tcp\">: unknown option `Foo'",
+  assert_logged(LOG_ERR, "group tcp: unknown option `Foo'",
                 "Valid options: Module, Interval");
-  assert_logged(LOG_ERR, "<Group \"tcp\"> option `Interval'");
-  assert_logged(LOG_ERR, "<Group \"tcp\"> has 2 error(s)");
+  assert_logged(LOG_ERR, "group tcp: option `Interval' is 0: it must be");
+  assert_logged(LOG_ERR, "group tcp: <Group \"tcp\"> has 2 error(s)");
   assert_int_equal(f->cfg.ngroups, 0);
 }
 
@@ -480,6 +488,8 @@ static const struct bad_option bad_top_options[] = {
   {"ModuleDir as a boolean", "ModuleDir", 1, {B(true)},
    {"one string argument"}},
   {"ModuleDir without value", "ModuleDir", 0, {{0}}, {"one string argument"}},
+  {"ProcModules as a number", "ProcModules", 1, {N(1)},
+   {"one string argument"}},
 };
 /* clang-format on */
 
@@ -500,7 +510,8 @@ static void run_bad_top_option(void **state) {
                    strcmp(cfg.module_dir, defaults.module_dir) == 0 &&
                    cfg.restart_delay_ms == defaults.restart_delay_ms &&
                    cfg.restart_delay_max_ms == defaults.restart_delay_max_ms &&
-                   cfg.stop_timeout_ms == defaults.stop_timeout_ms;
+                   cfg.stop_timeout_ms == defaults.stop_timeout_ms &&
+                   strcmp(cfg.proc_modules, defaults.proc_modules) == 0;
   size_t ngroups = cfg.ngroups;
   config_free(&cfg);
 
@@ -511,7 +522,7 @@ static void run_bad_top_option(void **state) {
   snprintf(where, sizeof(where), "option `%s'", c->key);
   const char *first[] = {"stap plugin: ", where};
   assert_needles(first, ARRAY_SIZE(first), c->needles, ARRAY_SIZE(c->needles));
-  assert_not_logged(LOG_ERR, "<Group");
+  assert_not_logged(LOG_ERR, "group ");
   assert_int_equal(errors_logged(), 1);
 }
 

@@ -159,7 +159,7 @@ static void test_scripts(void **state) {
         continue;
       }
       struct offsets_step got;
-      assert_int_equal(offsets_update(o, "a", st->raw, &got), 0);
+      assert_int_equal(offsets_update(o, "a", 0, st->raw, &got), 0);
       if (st->raw > last_high)
         last_high = st->raw;
       if (got.value != st->want || got.decreased != st->decreased ||
@@ -302,6 +302,84 @@ static void test_negative_raw_counts_as_zero(void **state) {
   offsets_free(o);
 }
 
+/* Each data source of a counter series has its own offset; the series
+ * takes one place in the table whatever its data sources. */
+static void test_data_sources_of_one_series(void **state) {
+  (void)state;
+  struct offsets *o = offsets_new(1);
+  struct offsets_step rx, tx;
+  assert_int_equal(offsets_update(o, "tcp/if_octets/", 0, 100, &rx), 0);
+  assert_int_equal(offsets_update(o, "tcp/if_octets/", 1, 200, &tx), 0);
+  assert_int_equal(offsets_count(o), 1);
+  offsets_new_session(o);
+  assert_int_equal(offsets_update(o, "tcp/if_octets/", 0, 5, &rx), 0);
+  assert_int_equal(offsets_update(o, "tcp/if_octets/", 1, 50, &tx), 0);
+  assert_int_equal(rx.value, 105);
+  assert_int_equal(tx.value, 250);
+  assert_false(tx.decreased); /* a new session, not a decrease */
+  assert_int_equal(offsets_update(o, "tcp/if_octets/", 1, 40, &tx), 0);
+  assert_true(tx.decreased);
+  assert_int_equal(tx.value, 250);
+  /* A data source first seen in a later session starts from nothing. */
+  assert_int_equal(offsets_update(o, "tcp/if_octets/", 2, 7, &rx), 0);
+  assert_int_equal(rx.value, 7);
+  assert_int_equal(offsets_update(o, "tcp/if_octets/", OFFSETS_MAX_DS, 1, &rx),
+                   -1);
+  offsets_free(o);
+}
+
+/* Gauges and notifications take places too, and share the cap with the
+ * counters; a claimed name is claimed again at no cost. */
+static void test_claim_shares_the_cap(void **state) {
+  (void)state;
+  struct offsets *o = offsets_new(3);
+  int64_t out;
+  assert_int_equal(offsets_claim(o, "tcp/gauge/g"), 0);
+  assert_int_equal(offsets_claim(o, "tcp/gauge/g"), 0);
+  assert_int_equal(offsets_apply(o, "tcp/protocol_counter/a", 4, &out), 0);
+  assert_int_equal(offsets_claim(o, "tcp/protocol_counter/a"), 0);
+  assert_int_equal(offsets_claim(o, "tcp/protocol_counter/n"), 0);
+  assert_int_equal(offsets_count(o), 3);
+  assert_int_equal(offsets_claim(o, "tcp/gauge/h"), -1);
+  assert_int_equal(offsets_apply(o, "tcp/protocol_counter/b", 1, &out), -1);
+  /* A gauge's series may later carry a counter: it has its place. */
+  assert_int_equal(offsets_apply(o, "tcp/gauge/g", 9, &out), 0);
+  assert_int_equal(out, 9);
+  offsets_new_session(o);
+  assert_int_equal(offsets_apply(o, "tcp/protocol_counter/a", 1, &out), 0);
+  assert_int_equal(out, 5);
+  assert_int_equal(offsets_count(o), 3);
+  offsets_free(o);
+}
+
+/* A module inventing 400,000 gauge names: the table stays at MaxSeries and
+ * so does the memory behind it (counted through malloc_usable_size would
+ * be glibc's business; the table's own count and a bounded probe are
+ * ours). */
+static void test_invented_gauge_names_stay_capped(void **state) {
+  (void)state;
+  enum { MAX = 4096, INVENTED = 400000 };
+  struct offsets *o = offsets_new(MAX);
+  char key[64];
+  size_t refused = 0;
+  uint64_t t0 = now_ms();
+  for (int i = 0; i < INVENTED; i++) {
+    snprintf(key, sizeof(key), "tcp/gauge/invented-%d", i);
+    if (offsets_claim(o, key) != 0)
+      refused++;
+  }
+  assert_int_equal(offsets_count(o), MAX);
+  assert_int_equal(refused, INVENTED - MAX);
+  /* The first MaxSeries names keep their places. */
+  assert_int_equal(offsets_claim(o, "tcp/gauge/invented-0"), 0);
+  assert_int_equal(offsets_claim(o, "tcp/gauge/invented-4095"), 0);
+  assert_int_equal(offsets_claim(o, "tcp/gauge/invented-4096"), -1);
+  /* A full table is at most half full: a refusal is a short probe, not a
+   * walk of the table (400k in well under a few seconds, with ASan). */
+  assert_true(now_ms() - t0 < 5000);
+  offsets_free(o);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_new_needs_room),
@@ -316,6 +394,9 @@ int main(void) {
       cmocka_unit_test(test_table_full),
       cmocka_unit_test(test_saturates_near_int64_max),
       cmocka_unit_test(test_negative_raw_counts_as_zero),
+      cmocka_unit_test(test_data_sources_of_one_series),
+      cmocka_unit_test(test_claim_shares_the_cap),
+      cmocka_unit_test(test_invented_gauge_names_stay_capped),
   };
   unit_filter_from_env();
   return cmocka_run_group_tests_name("offset", tests, NULL, NULL);

@@ -480,6 +480,31 @@ static void test_record_in_batch(void **state) {
   assert_false(record_in_batch(RECORD_END));
 }
 
+/* Untrusted text for the log: printable ASCII as is, a backslash doubled,
+ * any other byte \xNN; never an escape cut in half. */
+static void test_escape(void **state) {
+  (void)state;
+  char out[64];
+  const char in[] = "a\x1b[31m\\b\x01\x7f\xc3\xa9\n";
+  assert_int_equal(record_escape(in, sizeof(in) - 1, out, sizeof(out)), 32);
+  assert_string_equal(out, "a\\x1b[31m\\\\b\\x01\\x7f\\xc3\\xa9\\x0a");
+  /* A NUL inside the length is a byte like any other. */
+  assert_int_equal(record_escape("a\0b", 3, out, sizeof(out)), 6);
+  assert_string_equal(out, "a\\x00b");
+  /* Room for "ab" and half of "\x01": the escape is left out whole. */
+  assert_int_equal(record_escape("ab\x01", 3, out, 5), 2);
+  assert_string_equal(out, "ab");
+  assert_int_equal(record_escape("abc", 3, out, 1), 0);
+  assert_string_equal(out, "");
+  /* Every byte value comes out printable. */
+  char all[256], big[1100];
+  for (int i = 0; i < 256; i++)
+    all[i] = (char)i;
+  record_escape(all, sizeof(all), big, sizeof(big));
+  for (const char *p = big; *p; p++)
+    assert_true(*p >= 0x20 && *p < 0x7f);
+}
+
 static const struct CMUnitTest fixed_tests[] = {
     cmocka_unit_test(test_names_of_63_accepted),
     cmocka_unit_test(test_names_of_64_refused),
@@ -488,6 +513,7 @@ static const struct CMUnitTest fixed_tests[] = {
     cmocka_unit_test(test_message_truncated_to_255),
     cmocka_unit_test(test_every_control_character_replaced),
     cmocka_unit_test(test_record_in_batch),
+    cmocka_unit_test(test_escape),
 };
 
 static struct CMUnitTest

@@ -275,6 +275,82 @@ static void test_child_has_its_own_session(void **state) {
   assert_int_not_equal(atoi(r.out), getsid(0));
 }
 
+/* Field n (from 1) of /proc/PID/stat text: "PID (COMM) STATE PPID PGRP
+ * SESSION ...", COMM possibly holding spaces. */
+static long stat_field(const char *stat, int n) {
+  const char *p = strrchr(stat, ')');
+  assert_non_null(p);
+  p += 2; /* field 3 */
+  for (int i = 3; i < n; i++) {
+    p = strchr(p, ' ');
+    assert_non_null(p);
+    p++;
+  }
+  return strtol(p, NULL, 10);
+}
+
+/* staprun (here cat, exec'd by the keeper's child) leads its own process
+ * group, in the keeper's session. */
+static void test_child_leads_its_own_process_group(void **state) {
+  (void)state;
+  struct run r;
+  char *const argv[] = {"cat", "/proc/self/stat", NULL};
+  start(&r, "/bin/cat", argv, path_env);
+  pid_t keeper = r.c.keeper;
+  assert_true(pump(&r, ended, WAIT_MS));
+  finish(&r);
+  assert_int_equal(stat_field(r.out, 5), r.c.pid); /* its group: itself */
+  assert_int_equal(stat_field(r.out, 6), keeper);  /* the keeper's session */
+  assert_int_not_equal(stat_field(r.out, 5), getpgrp());
+}
+
+/* The pid a child printed first on stdout ("PID\n"). */
+static bool said_pid(struct run *r) { return strchr(r->out, '\n') != NULL; }
+
+/* A stop reaches what staprun started: the whole group gets SIGTERM, not
+ * staprun alone (which here ignores it, and lives on). */
+static void test_terminate_reaches_the_group(void **state) {
+  (void)state;
+  struct run r;
+  char *const argv[] = {"sh", "-c",
+                        "sleep 60 & trap '' TERM; echo $!; "
+                        "while :; do sleep 0.05; done",
+                        NULL};
+  start(&r, "/bin/sh", argv, path_env);
+  assert_true(pump(&r, said_pid, WAIT_MS));
+  pid_t stray = (pid_t)atoi(r.out);
+  assert_true(stray > 0 && pid_running(stray));
+  assert_int_equal(child_terminate(&r.c), 0);
+  bool stray_gone = pid_wait_gone(stray, WAIT_MS);
+  bool leader_lives = pid_running(r.c.pid);
+  assert_int_equal(child_kill(&r.c), 0);
+  assert_true(pump(&r, ended, WAIT_MS));
+  finish(&r);
+  if (!stray_gone)
+    kill(stray, SIGKILL);
+  assert_true(stray_gone);
+  assert_true(leader_lives);
+}
+
+/* When staprun ends, what is left of its group is killed: nothing outlives
+ * it holding its pipes open (the end would wait for their EOF). */
+static void test_strays_killed_when_it_ends(void **state) {
+  (void)state;
+  struct run r;
+  char *const argv[] = {"sh", "-c", "sleep 60 & echo $!; exit 4", NULL};
+  start(&r, "/bin/sh", argv, path_env);
+  bool done = pump(&r, ended, WAIT_MS);
+  pid_t stray = (pid_t)atoi(r.out);
+  finish(&r);
+  bool gone = stray > 0 && pid_wait_gone(stray, WAIT_MS);
+  if (!gone && stray > 0)
+    kill(stray, SIGKILL);
+  assert_true(done);
+  assert_true(gone);
+  assert_true(WIFEXITED(r.c.status));
+  assert_int_equal(WEXITSTATUS(r.c.status), 4);
+}
+
 static void test_exit_status_with_sigchld_ignored(void **state) {
   (void)state;
   ignore_like_collectd();
@@ -462,6 +538,9 @@ int main(void) {
       T(test_no_descriptors_leak),
       T(test_standard_descriptors),
       T(test_child_has_its_own_session),
+      T(test_child_leads_its_own_process_group),
+      T(test_terminate_reaches_the_group),
+      T(test_strays_killed_when_it_ends),
       T(test_exit_status_with_sigchld_ignored),
       T(test_exec_failure_reported),
       T(test_terminate),
