@@ -49,9 +49,22 @@ kt_snippet() { # GROUP FILE
       /^[ \t]*<\/Group>/ { skip = 0 }'
 }
 
+# The plugin refuses a module on a path that anyone but root can write (a checkout under /tmp,
+# as CI may use, sits below a world-writable directory): collectd gets a copy of the built
+# modules and their parameter lists in a root-owned directory of the guest.
+trusted_modules=/var/lib/collectd-stap-test/$kver
+kt_trust_modules() {
+  mkdir -p "$trusted_modules" &&
+    chown root:root /var/lib/collectd-stap-test "$trusted_modules" &&
+    chmod 0755 /var/lib/collectd-stap-test "$trusted_modules" &&
+    cp "$modules"/collectd_stap_*.ko "$modules"/collectd_stap_*.params "$trusted_modules"/ 2>/dev/null
+  chown root:root "$trusted_modules"/* && chmod 0644 "$trusted_modules"/*
+}
+
 kt_collectd_conf() { # GROUP [SNIPPET...]
   local group=$1 f
   shift
+  kt_trust_modules || bad "cannot copy the modules to $trusted_modules"
   kt_snippet "$group" stap.conf >"$out/stap.conf"
   {
     cat <<CONF
@@ -80,7 +93,7 @@ CONF
     done
     cat <<CONF
 <Plugin stap>
-  ModuleDir "$modules"
+  ModuleDir "$trusted_modules"
 </Plugin>
 CONF
   } >"$out/collectd.conf"
