@@ -87,8 +87,12 @@ clean=$!
 "$top/tests/kernel/tcp_load.py" $port 12 4 20000 >"$out/transfers.txt"
 wait $clean
 tc qdisc del dev lo root
-sleep 3
-flows=$(tail -n +"$((lines_before + 1))" "$out/collectd.log" | grep 'type_instance = retransmits-flows' | head -1)
+# The follow-up comes after the WARNING, once the plugin has read top_flows: on a loaded host
+# that can take a few intervals, so wait for it rather than for a fixed time.
+followup() { tail -n +"$((lines_before + 1))" "$out/collectd.log" | grep 'type_instance = retransmits-flows' | head -1; }
+has_followup() { [ -n "$(followup)" ]; }
+wait_for 60 has_followup
+flows=$(followup)
 echo "follow-up: ${flows:-none}"
 echo "${flows:-none}" >"$out/flow-notification.txt"
 check "an alert on retransmits brought a follow-up notification naming flows" test -n "$flows"
@@ -110,15 +114,25 @@ echo "prometheus: $prom"
 local_v=$(kt_last "$csv/stap-tcp/protocol_counter-retransmits")
 prom_v=$(awk '{print $2}' <<<"$prom")
 check "write_prometheus serves the retransmit counter (${prom_v:-none})" [ -n "$prom" ]
+# write_prometheus and csv get each value from the same write queue, csv possibly a moment later:
+# compare with the csv row once it has caught up (or 30 s have passed).
+csv_caught_up() { [ -n "$prom_v" ] && [ "$(kt_last "$csv/stap-tcp/protocol_counter-retransmits")" -ge "${prom_v%.*}" ]; }
+wait_for 30 csv_caught_up
+local_v=$(kt_last "$csv/stap-tcp/protocol_counter-retransmits")
 close_enough() { [ -n "$prom_v" ] && [ "${prom_v%.*}" -ge 1 ] && [ "${prom_v%.*}" -le "$local_v" ]; }
 check "its value is the counter's (1 <= ${prom_v:-none} <= $local_v, the latest csv row)" close_enough
 check "the metric carries the sender's host name" grep -q 'instance="stapvm"' <<<"$prom"
 
 kt_collectd_stop tcp
 cp -r /tmp/rrd "$out/rrd"
+# The sender's final csv row, read after it stopped: the central can only have received values
+# the sender also wrote (it kept sending after local_v was read above).
+local_v=$(kt_last "$csv/stap-tcp/protocol_counter-retransmits")
+fwd=$out/central/csv/stapvm/stap-tcp
+central_has_last() { [ "$(kt_last "$fwd/protocol_counter-retransmits")" = "$local_v" ]; }
+wait_for 30 central_has_last
 kill -INT $central
 wait $central
-fwd=$out/central/csv/stapvm/stap-tcp
 central_v=$(kt_last "$fwd/protocol_counter-retransmits")
 echo "forwarded: central has stapvm/stap-tcp/protocol_counter-retransmits = ${central_v:-none}, sender's last = $local_v"
 check "forwarded values arrive at the central collectd under the sender's host name" test -n "$central_v"
