@@ -485,8 +485,11 @@ resolve_optional() {
     mkdir -p "$gen"
     {
         echo "global cs_probe_check"
+        local i=0
         while IFS=$'\t' read -r name point; do
-            echo "function cs_resolved_$name() { cs_probe_check = 1 }"
+            # Distinct bodies: the translator merges identical functions into one name.
+            i=$((i + 1))
+            echo "function cs_resolved_$name() { cs_probe_check = $i }"
             echo "probe $point ? { cs_resolved_$name() }"
         done < <(optional_probes "$stp")
         echo "probe begin { cs_probe_check = 0 }"

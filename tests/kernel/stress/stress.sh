@@ -115,7 +115,7 @@ for g in "${all[@]}"; do
     [ "$(hget "$h0" $g restarts)" = "$(hget "$h1" $g restarts)" ]
   check "$g: still running" [ "$(hget "$h1" $g running)" = 1 ]
   check "$g: reports its skipped probes ($(hget "$h1" $g skipped)) and handler errors ($(hget "$h1" $g errors))" \
-    [ -n "$(hget "$h1" $g skipped)" ] && [ -n "$(hget "$h1" $g errors)" ]
+    test -n "$(hget "$h1" $g skipped)" -a -n "$(hget "$h1" $g errors)"
   check "$g: no handler errors" [ "$(hget "$h1" $g errors)" = 0 ]
 done
 check "no abort text in collectd.log" \
