@@ -11,6 +11,13 @@ is counted with the bytes it returned, so the totals are exact whatever the kern
 Bounded: N <= 2000, messages <= 1000 bytes, all sockets closed at the end.
 
 Prints, per kind, "KIND send_calls send_bytes recv_calls recv_bytes creates closes".
+
+  socket_events.py rows
+
+Creates and closes one socket of each family/type pair this kernel makes without extra
+modules (unix, inet, inet6: stream, dgram and raw or seqpacket; netlink raw and dgram; packet
+raw, dgram and the old SOCK_PACKET type, which the module counts as type "other"), so that the
+module prints many rows (its batch cost grows with them). Prints "KIND created" per success.
 """
 import os
 import socket
@@ -51,7 +58,29 @@ def exchange(tx, rx, n, stream, st):
             want -= got
 
 
+def rows():
+    fams = (("unix", socket.AF_UNIX), ("inet", socket.AF_INET), ("inet6", socket.AF_INET6),
+            ("netlink", socket.AF_NETLINK), ("packet", socket.AF_PACKET))
+    types = (("stream", socket.SOCK_STREAM), ("dgram", socket.SOCK_DGRAM),
+             ("raw", socket.SOCK_RAW), ("seqpacket", socket.SOCK_SEQPACKET),
+             ("other", 10))                     # SOCK_PACKET (AF_PACKET only)
+    for fname, fam in fams:
+        for tname, typ in types:
+            proto = 0
+            if typ == socket.SOCK_RAW and fam in (socket.AF_INET, socket.AF_INET6):
+                proto = 1 if fam == socket.AF_INET else 58     # ICMP, ICMPv6
+            try:
+                s = socket.socket(fam, typ, proto)
+            except OSError:
+                continue
+            s.close()
+            print("%s-%s created" % (fname, tname))
+
+
 def main():
+    if len(sys.argv) == 2 and sys.argv[1] == "rows":
+        rows()
+        return
     n = int(sys.argv[1])
     if not 0 < n <= 2000:
         sys.exit("N must be 1..2000")

@@ -2,6 +2,7 @@
 """UDP events with known counts for kernel tests (IPv4, loopback), one process.
 
   udp_events.py PORT N
+  udp_events.py v6 PORT N
 
   1. traffic: N datagrams of sizes 1..N*7 % 1400 + 1 (known) from one socket to a receiver on
      127.0.0.1:PORT, sent in turn with send() on a connected socket, sendto() and sendmsg();
@@ -12,6 +13,13 @@
 
 Prints one "key=value" per line: sendmsg_calls, sendmsg_bytes, recvmsg_calls, recvmsg_bytes,
 disconnects, blast_sent. Bounded: N <= 5000.
+
+With "v6": AF_INET6 sockets only. A dual-stack receiver on [::]:PORT reads every datagram;
+N datagrams of known sizes go from an AF_INET6 socket to [::1]:PORT (IPv6), then N from another
+AF_INET6 socket to the v4-mapped [::ffff:127.0.0.1]:PORT (the kernel sends those as IPv4:
+udpv6_sendmsg() hands them to udp_sendmsg(), and counts them in Udp, not Udp6). Prints v6_sends,
+v6_send_bytes (to ::1), mapped_sends, mapped_send_bytes, v6_reads, v6_read_bytes (of the ::1
+datagrams), mapped_reads, mapped_read_bytes.
 """
 import ctypes
 import socket
@@ -19,7 +27,34 @@ import struct
 import sys
 
 
+def v6(port, n):
+    if not 0 < n <= 5000:
+        sys.exit("N must be 1..5000")
+    res = {k: 0 for k in ("v6_sends", "v6_send_bytes", "mapped_sends", "mapped_send_bytes",
+                          "v6_reads", "v6_read_bytes", "mapped_reads", "mapped_read_bytes")}
+    rx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    rx.bind(("::", port))
+    rx.settimeout(10)
+    for kind, dst in (("v6", ("::1", port)), ("mapped", ("::ffff:127.0.0.1", port))):
+        tx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        for i in range(n):
+            size = (i * 11) % 1200 + 1
+            res[kind + "_send_bytes"] += tx.sendto(b"6" * size, dst)
+            res[kind + "_sends"] += 1
+            res[kind + "_read_bytes"] += len(rx.recvfrom(2000)[0])
+            res[kind + "_reads"] += 1
+        tx.close()
+    rx.close()
+    for k, v in res.items():
+        print("%s=%d" % (k, v))
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "v6":
+        v6(int(sys.argv[2]), int(sys.argv[3]))
+        return
     port, n = int(sys.argv[1]), int(sys.argv[2])
     if not 0 < n <= 5000:
         sys.exit("N must be 1..5000")
