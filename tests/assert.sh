@@ -2,6 +2,7 @@
 #   ok DESC / bad DESC      count and print a PASS or FAIL line
 #   check DESC CMD [ARG...] run CMD: PASS if it succeeds, else FAIL
 #   summary                 the "N passed, N failed" line; status 0 if none failed
+#   trusted DIR             DIR and every directory above it would pass the plugin's trust check
 pass=0
 fail=0
 ok() { echo "PASS: $*"; pass=$((pass + 1)); }
@@ -14,4 +15,18 @@ check() {
 summary() {
   echo "$pass passed, $fail failed"
   [ "$fail" = 0 ]
+}
+
+# trusted DIR: DIR and every directory above it are owned by root (or us) and
+# not writable by group or others, as the plugin demands of what it loads.
+trusted() {
+  local d uid mode
+  d=$(realpath -m "$1")
+  while :; do
+    read -r uid mode < <(stat -c '%u %a' "$d" 2>/dev/null) || return 1
+    { [ "$uid" = 0 ] || [ "$uid" = "$(id -u)" ]; } || return 1
+    (((8#$mode & 8#022) == 0)) || return 1
+    [ "$d" = / ] && return 0
+    d=$(dirname "$d")
+  done
 }

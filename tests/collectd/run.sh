@@ -18,19 +18,6 @@ cd "$out"
 
 . "$top/tests/assert.sh"
 
-# trusted DIR: DIR and every directory above it are owned by root (or us) and
-# not writable by group or others, as the plugin demands of what it loads.
-trusted() {
-  local d uid mode
-  d=$(realpath -m "$1")
-  while :; do
-    read -r uid mode < <(stat -c '%u %a' "$d" 2>/dev/null) || return 1
-    { [ "$uid" = 0 ] || [ "$uid" = "$(id -u)" ]; } || return 1
-    (((8#$mode & 8#022) == 0)) || return 1
-    [ "$d" = / ] && return 0
-    d=$(dirname "$d")
-  done
-}
 # Modules and the fake staprun go in $out, unless it is where others can
 # write (a checkout under /tmp): then in the project's cache in $HOME.
 lib=$out

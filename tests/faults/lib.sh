@@ -24,20 +24,6 @@ wait_for() {
   done
 }
 
-# trusted DIR: DIR and every directory above it are owned by root (or us) and
-# not writable by group or others, as the plugin demands of what it loads
-# (the same test as tests/collectd/run.sh's).
-trusted() {
-  local d uid mode
-  d=$(realpath -m "$1")
-  while :; do
-    read -r uid mode < <(stat -c '%u %a' "$d" 2>/dev/null) || return 1
-    { [ "$uid" = 0 ] || [ "$uid" = "$(id -u)" ]; } || return 1
-    (((8#$mode & 8#022) == 0)) || return 1
-    [ "$d" = / ] && return 0
-    d=$(dirname "$d")
-  done
-}
 
 # scenario_dirs NAME: sets $dir (collectd's files: conf, log, csv), $lib (a
 # trusted directory for what the plugin loads: the fake staprun, its fake
