@@ -137,4 +137,18 @@ kt_collectd_stop() {
       grep -q "group $group: staprun stopped (exited with status 0)" "$out/collectd.log"
 }
 
+# The module's own reports (the tapset's health rows and info lines), for every group:
+#   log_clean FILE...          no abort text (MAXACTION, Array overflow, aborted, fatal)
+#   max_actions FILE...        the largest "used N of M actions" figure, or "none"
+#   raw_batches FILE           complete batches in a module's raw output
+#   batches_after_now CSV      waits until 3 more rows than now were written to a csv series:
+#                              the last was emitted after the call (a batch is in flight for
+#                              well under an interval)
+log_clean() { ! grep -Eiq 'MAXACTION|Array overflow|aborted|fatal' "$@"; }
+max_actions() { grep -ho 'used [0-9]* of [0-9]* actions' "$@" | awk '$2 >= m { m = $2; n++ } END { print n ? m : "none" }'; }
+raw_batches() { grep -c '^end ' "$1"; }
+raw_batches_at_least() { [ "$(raw_batches "$1")" -ge "$2" ]; }
+rows_at_least() { [ "$(kt_csv "$1" | wc -l)" -ge "$2" ]; }
+batches_after_now() { wait_for 60 rows_at_least "$1" $(($(kt_csv "$1" | wc -l) + 3)); }
+
 kt_done() { summary; }

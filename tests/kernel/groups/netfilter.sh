@@ -27,14 +27,6 @@ modprobe bridge 2>/dev/null
 sysctl -qw net.ipv6.conf.default.disable_ipv6=1 net.ipv6.conf.lo.disable_ipv6=0
 
 health() { kt_last "$csv/stap-netfilter/stap_module-$1"; }
-log_clean() { ! grep -Eiq 'MAXACTION|Array overflow|aborted|fatal' "$@"; }
-max_actions() { grep -ho 'used [0-9]* of [0-9]* actions' "$@" | awk '$2 >= m { m = $2; n++ } END { print n ? m : "none" }'; }
-raw_batches() { grep -c '^end ' "$1"; }
-raw_batches_at_least() { [ "$(raw_batches "$1")" -ge "$2" ]; }
-rows_at_least() { [ "$(kt_csv "$1" | wc -l)" -ge "$2" ]; }
-# Waits until 3 more batches than now were written to a csv series: the last of them was
-# emitted after this call (a batch is in flight for well under an interval).
-batches_after_now() { wait_for 60 rows_at_least "$1" $(($(kt_csv "$1" | wc -l) + 3)); }
 
 # ---------------------------------------------------------------- raw output
 say "raw module output (staprun alone, 1 s batches), TCP over lo"
