@@ -11,8 +11,13 @@ usage:
       then accept() it. The accept latency the test sees is the time from connect()
       returning to accept() returning. prints one line per connection (latency_us=N)
       and a summary: count=N avg_us=N max_us=N p50_us=N p99_us=N (nearest rank).
+  many ADDR BASEPORT NPORTS CONNECTS SECONDS
+      NPORTS listeners with backlog 1 that never accept, on ADDR:BASEPORT.., CONNECTS
+      non-blocking connects to each (all issued at once), kept open SECONDS, then everything
+      is closed. prints: listeners=N connects=N seconds=S
 """
 import errno
+import resource
 import socket
 import sys
 import time
@@ -78,6 +83,35 @@ def latency(addr, port, delays):
         n, sum(srt) // n, srt[-1], rank(50), rank(99)))
 
 
+def many(addr, base, nports, n, seconds):
+    fam = family(addr)
+    want = nports * (n + 1) + 100
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+    listeners, clients = [], []
+    for p in range(base, base + nports):
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((addr, p))
+        s.listen(1)
+        listeners.append(s)
+    for p in range(base, base + nports):
+        for _ in range(n):
+            c = socket.socket(fam, socket.SOCK_STREAM)
+            c.setblocking(False)
+            err = c.connect_ex((addr, p))
+            if err not in (0, errno.EINPROGRESS):
+                print("connect error %d" % err, file=sys.stderr)
+            clients.append(c)
+    time.sleep(seconds)
+    for c in clients:
+        c.close()
+    for s in listeners:
+        s.close()
+    print("listeners=%d connects=%d seconds=%.1f" % (nports, len(clients), seconds))
+
+
 def main():
     a = sys.argv[1:]
     if len(a) >= 5 and a[0] == "overflow":
@@ -90,6 +124,12 @@ def main():
         if not (len(delays) <= 200 and all(0 <= d <= 5000 for d in delays)):
             sys.exit("latency: at most 200 delays of 0-5000 ms")
         latency(a[1], int(a[2]), delays)
+    elif len(a) == 6 and a[0] == "many":
+        base, nports, n, secs = int(a[2]), int(a[3]), int(a[4]), float(a[5])
+        if not (1024 <= base and base + nports <= 65536 and 1 <= nports <= 1000 and
+                1 <= n <= 20 and 0 < secs <= 60):
+            sys.exit("many: NPORTS 1-1000, CONNECTS 1-20, SECONDS 0-60")
+        many(a[1], base, nports, n, secs)
     else:
         sys.exit(__doc__)
 
