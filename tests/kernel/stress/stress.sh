@@ -21,6 +21,8 @@ all=(tcp netdev udp netfilter ipmib socket connect accept drops)
 for g in "${all[@]}"; do kt_require_module "$g"; done
 nns=64
 
+modprobe veth 2>/dev/null
+modprobe dummy 2>/dev/null
 say "setup: $nns network namespaces with a veth pair each"
 for i in $(seq 0 $((nns - 1))); do
   echo "netns add ks$i"
