@@ -31,7 +31,7 @@ LoadPlugin logfile
 </Plugin>
 LoadPlugin csv
 <Plugin csv>
-  DataDir "$out/csv"
+  DataDir "$csv_root"
   StoreRates false
 </Plugin>
 <Include "/etc/collectd/collectd.conf.d">
@@ -39,7 +39,7 @@ LoadPlugin csv
 </Include>
 CONF
 cp /etc/collectd/collectd.conf "$out/collectd.conf"
-rm -rf "$out/csv"
+rm -rf "$out/csv" "$csv_root"
 : >"$out/collectd.log"
 collectd -f -C /etc/collectd/collectd.conf >"$out/collectd.stdout" 2>&1 &
 kt_cpid=$!
@@ -56,10 +56,11 @@ else
   grep -E 'stap plugin: .*(ERROR|error|exited|not)' "$out/collectd.log" | head -20
 fi
 "$top/tests/kernel/tcp_load.py" 5301 5 2 20000 0.05 >/dev/null
-sleep 4
+running() { grep -qE ',1(\.0+)?$' "$(ls "$csv/stap-$1"/stap_running-20* 2>/dev/null | head -1)" 2>/dev/null; }
+all_running() { local g; for g in $groups; do running "$g" || return 1; done; }
+wait_for 60 all_running
 for g in $groups; do
-  check "group $g dispatched values (stap_running = 1)" \
-    grep -qE ',1(\.0+)?$' "$(ls "$csv/stap-$g"/stap_running-20* 2>/dev/null | head -1)"
+  check "group $g dispatched values (stap_running = 1)" running "$g"
 done
 no_refusals() { ! grep -q 'not dispatched' "$out/collectd.log"; }
 check "no value refused (types from the installed types.db)" no_refusals
