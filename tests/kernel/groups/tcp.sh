@@ -34,6 +34,13 @@ rows_after() { # CSVFILE T N
   [ "$(tail -n +2 "$1"-20* 2>/dev/null | awk -F, -v t="$2" '$1 > t' | wc -l)" -ge "$3" ]
 }
 # MODULE <= EXPECTED <= MODULE + TOL: the module may miss what it reported missing.
+# Retransmits also get the kernel's untraced ones: __tcp_retransmit_skb() (net/ipv4/
+# tcp_output.c, 6.1) adds tcp_skb_pcount() to RetransSegs before it transmits, fires the
+# tracepoint only if the transmit returned 0, and counts TCPRetransFail only for errors other
+# than -EBUSY; so a transmit that fails with -EBUSY is in RetransSegs and nowhere else. Seen
+# in about one run in ten here: 298 vs 299 with nothing skipped. untraced_retx DELTA is the
+# allowance for that: max(2, 2% of the RetransSegs delta).
+untraced_retx() { local d=$1; [ $((d / 50)) -gt 2 ] && echo $((d / 50)) || echo 2; }
 short_by() { # DESC MODULE EXPECTED TOL
   check "$1: ${2:-none} vs ${3:-none} (short by at most $4)" \
     bash -c '[ -n "$1" ] && [ -n "$2" ] && [ "$1" -le "$2" ] && [ $(($2 - $1)) -le "$3" ]' _ "$2" "$3" "$4"
@@ -215,7 +222,8 @@ check "(e) a port-other row ($(lv retransmits-port-other))" [ -n "$(lv retransmi
 check "(e) 256 peer rows and other ($npeer = 257)" [ "$npeer" = 257 ]
 check "(e) port rows sum to the total ($psum = $ctotal)" [ "$psum" = "${ctotal:-x}" ]
 check "(e) peer rows sum to the total ($rsum = $ctotal)" [ "$rsum" = "${ctotal:-x}" ]
-short_by "(e) retransmits vs Tcp RetransSegs delta" "$ctotal" $((c1 - c0)) $((cskip + cerr + cf1 - cf0))
+short_by "(e) retransmits vs Tcp RetransSegs delta" "$ctotal" $((c1 - c0)) \
+  $((cskip + cerr + cf1 - cf0 + $(untraced_retx $((c1 - c0)))))
 check "(e) top_flows names IPv6 flows to the caps ports" \
   grep -Eq '^flow \[[0-9a-f:]+\]:[0-9]+ \[2001:0db8:0077:0000:0000:0000:0000:[0-9a-f]{4}\]:10[0-6][0-9] [0-9]+$' "$out/top_flows-ipv6.txt"
 
@@ -281,11 +289,12 @@ fails=$((f1 - f0))
 diff=$((v - delta))
 # Tolerance: the module adds the same tcp_skb_pcount the kernel adds, at the
 # same place, so it may only be short by retransmits that failed locally
-# (counted by the kernel, no tracepoint: TcpExt TCPRetransFail) and by the
-# events it reported missing (probes_skipped + handler_errors). RetransSegs
+# (counted by the kernel, no tracepoint: TcpExt TCPRetransFail, and the -EBUSY
+# ones: untraced_retx above) and by the events it reported missing
+# (probes_skipped + handler_errors). RetransSegs
 # is read before collectd starts and after the value is stable; nothing
 # retransmits in between but this scenario's load.
-tol=$((fails + ${skipped:-0} + ${errors:-0}))
+tol=$((fails + ${skipped:-0} + ${errors:-0} + $(untraced_retx "$delta")))
 {
   echo "retransmits (plugin, csv last value): $v"
   echo "Tcp RetransSegs delta over the run:   $delta ($r0 -> $r1)"
