@@ -544,10 +544,9 @@ write_params() {
 
 # lint_module GROUP NAME FILE.stp GENDIR RTREE LOG ENV...: stap -p3, then the module lint.
 lint_module() {
-    local group=$1 name=$2 stp=$3 gen=$4 rtree=$5 log=$6 t0
+    local group=$1 name=$2 stp=$3 gen=$4 rtree=$5 log=$6
     shift 6
     local c="$gen/$name.c"
-    t0=$(now)
     # -p3 prints the C on stdout; a cold pass 2 can take minutes (no heartbeat needed: the
     # -p4 build that follows reuses it).
     if ! env "$@" "$STAP" -p3 -m "$name" -r "$rtree" -I "$TAPSET_DIR" -I "$gen" \

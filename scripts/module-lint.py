@@ -119,7 +119,7 @@ def touches_globals(funcs):
     return result
 
 
-def check_lock_section(name, body, lock_lines, dirty_funcs):
+def check_lock_section(body, lock_lines, dirty_funcs):
     """Rule a for one handler: [(lineno, what)] of accesses the lock does not cover.
 
     SystemTap 4.8 takes a handler's locks lazily, at the first global access in the text, and
@@ -206,7 +206,7 @@ def main(argv):
         # the event probes after the begin probes and removes them before end and error), so
         # the translator gives them no lock at all; rule a is about the handlers that race.
         lone = all(SOLO.match(p) for p in points)
-        for n, what in ([] if lone else check_lock_section(handler, body, lock_lines, dirty)):
+        for n, what in ([] if lone else check_lock_section(body, lock_lines, dirty)):
             problems.append(f'{label}: lock: {what} in probe {where} ({path}:{n})')
         kinds = {p: classify(p, rules) for p in points}
         for p, k in kinds.items():
