@@ -30,7 +30,11 @@
 #    handler has to ask pp() at run time (which is what made SystemTap 4.8 misplace its lock).
 #  - Overload policy (modules/PROTOCOL.md, "Module safety"): --suppress-handler-errors (a handler
 #    error or a skipped probe is counted, reported every batch, never fatal) and
-#    -DSTP_NO_OVERLOAD (a busy host never makes the module stop itself).
+#    -DSTP_NO_OVERLOAD (a busy host never makes the module stop itself), and
+#    -DINTERRUPTIBLE=0 -DMAXACTION=10000: handlers run with interrupts off, so an interrupt
+#    cannot land in a handler and have its own probe hit lost where nobody counts it (kprobe
+#    "nmissed", added to the skipped count only at unload; an interruptible runtime does not
+#    count a reentrant hit at all); same 10000-action budget per handler as before.
 #  - Kernel debuginfo only where needed: a module whose .stp has a line `// needs: debuginfo`
 #    (tapsets tcp.*, udp.*, socket.*, ipmib.*, netdev.transmit, kernel.function with $vars)
 #    is built with SYSTEMTAP_DEBUGINFO_PATH pointing at a cached, shrunken vmlinux (see
@@ -464,7 +468,7 @@ EOF
 }
 
 # Overload policy and shared tapset (see the header comment).
-POLICY_FLAGS=(--suppress-handler-errors -DSTP_NO_OVERLOAD)
+POLICY_FLAGS=(--suppress-handler-errors -DSTP_NO_OVERLOAD -DINTERRUPTIBLE=0 -DMAXACTION=10000)
 TAPSET_DIR=$TOP/modules/tapset
 LINT=$TOP/scripts/module-lint.py
 
