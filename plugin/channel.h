@@ -8,8 +8,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* A line of len bytes, without its newline and not NUL-terminated (it may
+ * lie in the middle of what was read). */
 typedef void (*channel_line_cb)(void *ctx, const char *line, size_t len,
                                 bool truncated);
+
+/* Bytes taken per read(2): a pipe's whole buffer, so that a module's batch
+ * of 4096 lines costs a few system calls, not one per 90 lines. */
+#define CHANNEL_READ_SIZE 65536
 
 struct channel {
   int fd;

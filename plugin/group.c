@@ -151,6 +151,7 @@ int group_init(struct group *g, const struct plugin_config *pcfg,
   g->offsets = offsets_new(cfg->max_series);
   if (g->offsets == NULL)
     goto fail;
+  batch_use_series(&g->batch, g->offsets);
   return 0;
 fail:
   group_destroy(g);
@@ -180,7 +181,15 @@ void group_stats_get(struct group *g, struct group_stats *out) {
 
 /* ---- Dispatch ------------------------------------------------------------ */
 
-static void series_dropped(struct group *g, const char *key) {
+/* A record's series as the log names it. */
+static void key_of(const struct record *r, char key[KEY_SIZE]) {
+  snprintf(key, KEY_SIZE, "%s/%s/%s", r->plugin_instance, r->type,
+           r->type_instance);
+}
+
+static void series_dropped(struct group *g, const struct record *r) {
+  char key[KEY_SIZE];
+  key_of(r, key);
   count(g, &g->stats.series_dropped, 1);
   limited_log(g, LOG_WARNING,
               "more than MaxSeries (%zu) series; %s is not dispatched. Raise "
@@ -188,17 +197,20 @@ static void series_dropped(struct group *g, const char *key) {
               g->cfg.max_series, key);
 }
 
-/* The offset-corrected values of a derive record. Returns false if its
- * series is beyond MaxSeries: the record is not dispatched. */
-static bool counters_of(struct group *g, const struct record *r,
-                        const char *key, int64_t values[]) {
+/* The offset-corrected values of a derive record of series id. Returns
+ * false if they cannot be had (out of memory): the record is not
+ * dispatched. */
+static bool counters_of(struct group *g, long id, const struct record *r,
+                        int64_t values[]) {
   for (size_t v = 0; v < r->nvalues; v++) {
     struct offsets_step step;
-    if (offsets_update(g->offsets, key, v, r->derive[v], &step) != 0) {
-      series_dropped(g, key);
+    if (offsets_update_id(g->offsets, id, v, r->derive[v], &step) != 0) {
+      series_dropped(g, r);
       return false;
     }
     if (step.decreased) {
+      char key[KEY_SIZE];
+      key_of(r, key);
       count(g, &g->stats.decreases, 1);
       limited_log(g, LOG_WARNING,
                   "counter %s#%zu went back from %lld to %lld within one "
@@ -212,30 +224,44 @@ static bool counters_of(struct group *g, const struct record *r,
   return true;
 }
 
+/* The series of record i (r): the batch found it in the table, or it takes
+ * a place now; -1 when the table is full. */
+static long series_of(struct group *g, size_t i, const struct record *r) {
+  long id = batch_series(&g->batch, i);
+  if (id >= 0)
+    return id;
+  struct series_name n = {
+      {r->plugin_instance, r->type, r->type_instance},
+      {strlen(r->plugin_instance), strlen(r->type), strlen(r->type_instance)}};
+  return offsets_claim_name(g->offsets, &n, offsets_hash(&n));
+}
+
 /* Every record takes a place in the series table first, so that one
  * MaxSeries bounds what the group sends on: values and notifications alike
  * become files, RRDs and cache entries behind collectd. */
 static void dispatch_batch(struct group *g) {
-  for (size_t i = 0; i < g->batch.n; i++) {
-    const struct record *r = &g->batch.records[i];
-    char key[KEY_SIZE];
-    snprintf(key, sizeof(key), "%s/%s/%s", r->plugin_instance, r->type,
-             r->type_instance);
+  struct record r; /* batch_record fills what its kind needs */
+  clock_gettime(CLOCK_REALTIME, &r.time);
+  for (size_t i = 0; i < batch_count(&g->batch); i++) {
+    batch_record(&g->batch, i, &r);
+    long id = series_of(g, i, &r);
+    if (id < 0) {
+      series_dropped(g, &r);
+      continue;
+    }
     int64_t values[RECORD_MAX_VALUES] = {0};
-    if (r->kind == RECORD_DERIVE) {
-      if (!counters_of(g, r, key, values))
-        continue;
-    } else if (offsets_claim(g->offsets, key) != 0) {
-      series_dropped(g, key);
+    if (r.kind == RECORD_DERIVE && !counters_of(g, id, &r, values))
+      continue;
+    if (r.kind == RECORD_NOTIFY) {
+      dispatch_notification(&g->cfg, &r);
       continue;
     }
-    if (r->kind == RECORD_NOTIFY) {
-      dispatch_notification(&g->cfg, r);
-      continue;
-    }
-    const char *why = dispatch_value(&g->cfg, r, values);
-    if (why != NULL)
+    const char *why = dispatch_value(&g->cfg, &r, values);
+    if (why != NULL) {
+      char key[KEY_SIZE];
+      key_of(&r, key);
       limited_log(g, LOG_WARNING, "value %s not dispatched: %s", key, why);
+    }
   }
 }
 
@@ -358,14 +384,15 @@ static void on_stderr_line(void *ctx, const char *line, size_t len,
   char shown[640];
   record_escape(line, len > 400 ? 400 : len, shown, sizeof(shown));
   int level = LOG_INFO;
-  if (strncmp(line, "ERROR", 5) == 0) {
+  /* The line is not NUL-terminated (channel_line_cb). */
+  if (len >= 5 && memcmp(line, "ERROR", 5) == 0) {
     level = LOG_ERR;
     /* Every one, not just the last: the cause comes first, and its hint
      * must not be hidden by what staprun says after it. */
     char *slot = g->errors[g->nerrors % GROUP_ERRORS_KEPT];
     record_escape(line, len, slot, GROUP_ERROR_SIZE);
     g->nerrors++;
-  } else if (strncmp(line, "WARNING", 7) == 0) {
+  } else if (len >= 7 && memcmp(line, "WARNING", 7) == 0) {
     level = LOG_WARNING;
   }
   limited_log(g, level, "staprun: %s", shown);

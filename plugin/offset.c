@@ -1,8 +1,10 @@
 /* Open-addressing hash table of series. Series are never removed: a port that
  * goes quiet keeps its offset so its counter does not jump back when it comes
- * back. The table is allocated once for MaxSeries (at most half full, so a
- * probe for a new name stays short even when the table is full); a module
- * inventing names costs one failed lookup per record, never memory.
+ * back, and its id stays valid. The slot array is allocated once for
+ * MaxSeries (at most half full, so a probe for a new name stays short even
+ * when the table is full); the series themselves, and their names, take
+ * memory only as they come. A module inventing names costs one failed
+ * lookup per record, never memory.
  *
  * Only a new session (hello) moves a counter's offset. A value that goes back
  * within a session is not taken as a reset: folding it into the offset, as a
@@ -23,29 +25,37 @@ struct ds_state {
 };
 
 struct series {
-  char *key;
-  struct ds_state *ds; /* NULL until the series is dispatched as a counter */
+  char *name; /* in the name arena: the three parts, each NUL-terminated */
+  uint32_t len[3];
+  uint32_t hash; /* low bits of the name's hash: most mismatches end here */
+  /* Counter state: none until the series is dispatched as a counter. The
+   * first data source is kept here (most types have one: no pointer to
+   * follow per value), the others in `more'. */
   size_t nds;
+  struct ds_state ds0;
+  struct ds_state *more;
+};
+
+/* Names live in large blocks rather than one allocation each: 36,864 series
+ * (9 groups at MaxSeries) would otherwise pay malloc's overhead per name. */
+#define NAME_BLOCK 16384
+struct name_block {
+  struct name_block *next;
+  size_t used, size;
+  char data[];
 };
 
 struct offsets {
-  struct series *slots;
-  size_t nslots; /* power of two, at least twice max_series */
-  size_t count;
+  uint32_t *slots; /* id + 1, 0 empty */
+  size_t nslots;   /* power of two, at least twice max_series */
+  struct series *series;
+  size_t count, cap;
   size_t max_series;
+  struct name_block *names;
 };
 
-static uint64_t hash(const char *s) {
-  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-  for (; *s; s++) {
-    h ^= (unsigned char)*s;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
-
 struct offsets *offsets_new(size_t max_series) {
-  if (max_series == 0)
+  if (max_series == 0 || max_series > UINT32_MAX / 4)
     return NULL;
   struct offsets *o = calloc(1, sizeof(*o));
   if (o == NULL)
@@ -66,10 +76,14 @@ struct offsets *offsets_new(size_t max_series) {
 void offsets_free(struct offsets *o) {
   if (o == NULL)
     return;
-  for (size_t i = 0; i < o->nslots; i++) {
-    free(o->slots[i].key);
-    free(o->slots[i].ds);
+  for (size_t i = 0; i < o->count; i++)
+    free(o->series[i].more);
+  while (o->names != NULL) {
+    struct name_block *next = o->names->next;
+    free(o->names);
+    o->names = next;
   }
+  free(o->series);
   free(o->slots);
   free(o);
 }
@@ -89,54 +103,172 @@ static void carry(struct ds_state *d) {
 }
 
 void offsets_new_session(struct offsets *o) {
-  for (size_t i = 0; i < o->nslots; i++)
-    for (size_t d = 0; d < o->slots[i].nds; d++)
-      carry(&o->slots[i].ds[d]);
+  for (size_t i = 0; i < o->count; i++) {
+    struct series *s = &o->series[i];
+    for (size_t d = 0; d < s->nds; d++)
+      carry(d == 0 ? &s->ds0 : &s->more[d - 1]);
+  }
 }
 
-/* The series `key', taken into the table if it is new and there is room;
- * NULL otherwise. */
-static struct series *find_or_claim(struct offsets *o, const char *key) {
+static uint64_t mix(uint64_t h, uint64_t w) {
+  h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+  return h ^ (h >> 29);
+}
+
+/* Eight bytes at a time, not byte by byte as FNV: this runs for every
+ * record. Each part's length goes in first, so ("ab", "c") and ("a", "bc")
+ * differ. */
+uint64_t offsets_hash(const struct series_name *n) {
+  uint64_t h = 0x243f6a8885a308d3ULL;
+  for (int k = 0; k < 3; k++) {
+    const char *p = n->part[k];
+    size_t len = n->len[k];
+    h = mix(h, len);
+    for (; len >= 8; p += 8, len -= 8) {
+      uint64_t w;
+      memcpy(&w, p, 8);
+      h = mix(h, w);
+    }
+    if (len > 0) {
+      uint64_t w = 0;
+      memcpy(&w, p, len);
+      h = mix(h, w);
+    }
+  }
+  return h;
+}
+
+static bool same_name(const struct series *s, const struct series_name *n) {
+  if (s->len[0] != n->len[0] || s->len[1] != n->len[1] ||
+      s->len[2] != n->len[2])
+    return false;
+  const char *p = s->name;
+  for (int k = 0; k < 3; k++) {
+    if (memcmp(p, n->part[k], n->len[k]) != 0)
+      return false;
+    p += n->len[k] + 1;
+  }
+  return true;
+}
+
+/* The slot of series n: where it is, or the empty slot ending its probe. */
+static size_t probe(const struct offsets *o, const struct series_name *n,
+                    uint64_t hash) {
   size_t mask = o->nslots - 1;
-  size_t i = (size_t)hash(key) & mask;
-  while (o->slots[i].key != NULL && strcmp(o->slots[i].key, key) != 0)
-    i = (i + 1) & mask;
-  struct series *s = &o->slots[i];
-  if (s->key != NULL)
-    return s;
-  if (o->count >= o->max_series)
-    return NULL;
-  s->key = strdup(key);
-  if (s->key == NULL)
-    return NULL;
-  o->count++;
-  return s;
+  size_t i = (size_t)hash & mask;
+  for (; o->slots[i] != 0; i = (i + 1) & mask) {
+    const struct series *s = &o->series[o->slots[i] - 1];
+    if (s->hash == (uint32_t)hash && same_name(s, n))
+      break;
+  }
+  return i;
 }
 
-int offsets_claim(struct offsets *o, const char *key) {
-  return find_or_claim(o, key) != NULL ? 0 : -1;
+long offsets_find(const struct offsets *o, const struct series_name *n,
+                  uint64_t hash) {
+  return (long)o->slots[probe(o, n, hash)] - 1;
+}
+
+bool offsets_named(const struct offsets *o, long id,
+                   const struct series_name *n) {
+  return id >= 0 && (size_t)id < o->count && same_name(&o->series[id], n);
+}
+
+/* Room for len bytes of names. */
+static char *name_space(struct offsets *o, size_t len) {
+  struct name_block *b = o->names;
+  if (b == NULL || b->size - b->used < len) {
+    size_t size = len > NAME_BLOCK ? len : NAME_BLOCK;
+    b = malloc(sizeof(*b) + size);
+    if (b == NULL)
+      return NULL;
+    b->next = o->names;
+    b->used = 0;
+    b->size = size;
+    o->names = b;
+  }
+  char *p = b->data + b->used;
+  b->used += len;
+  return p;
+}
+
+/* A new series at slot i; -1 if out of memory. */
+static long add(struct offsets *o, size_t i, const struct series_name *n,
+                uint64_t hash) {
+  if (o->count == o->cap) {
+    size_t cap = o->cap ? o->cap * 2 : 64;
+    if (cap > o->max_series)
+      cap = o->max_series;
+    struct series *p = realloc(o->series, cap * sizeof(*p));
+    if (p == NULL)
+      return -1;
+    o->series = p;
+    o->cap = cap;
+  }
+  char *name = name_space(o, n->len[0] + n->len[1] + n->len[2] + 3);
+  if (name == NULL)
+    return -1;
+  struct series *s = &o->series[o->count];
+  memset(s, 0, sizeof(*s));
+  s->name = name;
+  s->hash = (uint32_t)hash;
+  for (int k = 0; k < 3; k++) {
+    s->len[k] = (uint32_t)n->len[k];
+    memcpy(name, n->part[k], n->len[k]);
+    name[n->len[k]] = '\0';
+    name += n->len[k] + 1;
+  }
+  o->slots[i] = (uint32_t)++o->count;
+  return (long)o->count - 1;
+}
+
+long offsets_claim_name(struct offsets *o, const struct series_name *n,
+                        uint64_t hash) {
+  size_t i = probe(o, n, hash);
+  if (o->slots[i] != 0)
+    return (long)o->slots[i] - 1;
+  if (o->count >= o->max_series)
+    return -1;
+  return add(o, i, n, hash);
+}
+
+void offsets_name(const struct offsets *o, long id, char *const dst[3],
+                  size_t size) {
+  const struct series *s = &o->series[id];
+  const char *p = s->name;
+  for (int k = 0; k < 3; k++) {
+    size_t len = s->len[k] < size ? s->len[k] : size - 1;
+    memcpy(dst[k], p, len);
+    dst[k][len] = '\0';
+    p += s->len[k] + 1;
+  }
 }
 
 /* Counter state of data source ds, grown on first use (zeroed: a data
  * source first seen in a later session starts from nothing). */
 static struct ds_state *ds_of(struct series *s, size_t ds) {
+  if (ds == 0) {
+    if (s->nds == 0)
+      s->nds = 1; /* ds0 is zeroed with the series */
+    return &s->ds0;
+  }
   if (ds >= s->nds) {
-    struct ds_state *p = realloc(s->ds, (ds + 1) * sizeof(*p));
+    size_t had = s->nds > 1 ? s->nds - 1 : 0;
+    struct ds_state *p = realloc(s->more, ds * sizeof(*p));
     if (p == NULL)
       return NULL;
-    memset(p + s->nds, 0, (ds + 1 - s->nds) * sizeof(*p));
-    s->ds = p;
+    memset(p + had, 0, (ds - had) * sizeof(*p));
+    s->more = p;
     s->nds = ds + 1;
   }
-  return &s->ds[ds];
+  return &s->more[ds - 1];
 }
 
-int offsets_update(struct offsets *o, const char *key, size_t ds, int64_t raw,
-                   struct offsets_step *step) {
-  if (ds >= OFFSETS_MAX_DS)
+int offsets_update_id(struct offsets *o, long id, size_t ds, int64_t raw,
+                      struct offsets_step *step) {
+  if (ds >= OFFSETS_MAX_DS || id < 0 || (size_t)id >= o->count)
     return -1;
-  struct series *s = find_or_claim(o, key);
-  struct ds_state *d = s != NULL ? ds_of(s, ds) : NULL;
+  struct ds_state *d = ds_of(&o->series[id], ds);
   if (d == NULL)
     return -1;
   if (raw < 0)
@@ -151,6 +283,36 @@ int offsets_update(struct offsets *o, const char *key, size_t ds, int64_t raw,
   return 0;
 }
 
+static void split_key(const char *key, struct series_name *n) {
+  const char *a = strchr(key, '/');
+  const char *b = a != NULL ? strchr(a + 1, '/') : NULL;
+  if (b == NULL) {
+    *n = (struct series_name){{key, "", ""}, {strlen(key), 0, 0}};
+    return;
+  }
+  *n = (struct series_name){
+      {key, a + 1, b + 1},
+      {(size_t)(a - key), (size_t)(b - a - 1), strlen(b + 1)}};
+}
+
+static long claim_key(struct offsets *o, const char *key) {
+  struct series_name n;
+  split_key(key, &n);
+  return offsets_claim_name(o, &n, offsets_hash(&n));
+}
+
+int offsets_claim(struct offsets *o, const char *key) {
+  return claim_key(o, key) >= 0 ? 0 : -1;
+}
+
+int offsets_update(struct offsets *o, const char *key, size_t ds, int64_t raw,
+                   struct offsets_step *step) {
+  if (ds >= OFFSETS_MAX_DS)
+    return -1;
+  long id = claim_key(o, key);
+  return id >= 0 ? offsets_update_id(o, id, ds, raw, step) : -1;
+}
+
 int offsets_apply(struct offsets *o, const char *key, int64_t raw,
                   int64_t *out) {
   struct offsets_step step;
@@ -161,3 +323,5 @@ int offsets_apply(struct offsets *o, const char *key, int64_t raw,
 }
 
 size_t offsets_count(const struct offsets *o) { return o->count; }
+
+size_t offsets_capacity(const struct offsets *o) { return o->max_series; }

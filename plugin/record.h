@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define RECORD_PROTOCOL_VERSION 1
 /* Longest line accepted, without its newline. */
@@ -46,13 +47,47 @@ struct record {
   double gauge[RECORD_MAX_VALUES];
   enum record_severity severity;
   char text[RECORD_TEXT_SIZE]; /* info, notify */
+  /* For dispatch: when the batch was complete, the time of all its values
+   * (a batch is one moment of the module's counters); 0: when dispatched. */
+  struct timespec time;
+};
+
+/* A line parsed where it lies: names and text point into the line, nothing
+ * is copied. What the batch assembler keeps of a record is much smaller
+ * than a struct record (a series id and its values), so it takes it from
+ * here rather than from a full copy. */
+struct record_view {
+  enum record_kind kind;
+  unsigned long version; /* hello */
+  uint64_t seq;          /* begin, end */
+  uint64_t count;        /* end */
+  /* derive, gauge, notify: plugin instance, type, type instance (length 0
+   * when the module wrote "-"); hello: name[0] is the group. Checked
+   * against the name rules, not NUL-terminated. */
+  const char *name[3];
+  size_t len[3];
+  size_t nvalues; /* derive, gauge: 1 to RECORD_MAX_VALUES */
+  int64_t derive[RECORD_MAX_VALUES];
+  double gauge[RECORD_MAX_VALUES];
+  enum record_severity severity;
+  const char *text; /* info, notify: as the line has it (record_text) */
+  size_t text_len;
 };
 
 /* Parses one line (without its newline; len bytes, need not be
- * NUL-terminated). Returns 0 and fills *r, or -1 and points *why at a static
- * explanation. Never reads past len. */
+ * NUL-terminated). Returns 0 and fills *v (only the fields of its kind), or
+ * -1 and points *why at a static explanation. Never reads past len. */
+int record_scan(const char *line, size_t len, struct record_view *v,
+                const char **why);
+
+/* record_scan, then a copy of what it found into *r (zeroed first). */
 int record_parse(const char *line, size_t len, struct record *r,
                  const char **why);
+
+/* Copies the free text of an info or notify line for keeping: control
+ * characters replaced so a log line stays one line, cut to what collectd
+ * keeps (dst has RECORD_TEXT_SIZE bytes). */
+void record_text(const char *s, size_t len, char *dst);
 
 /* Whether a record of this kind belongs inside a batch. */
 int record_in_batch(enum record_kind kind);

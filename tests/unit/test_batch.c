@@ -92,8 +92,11 @@ static void test_complete_batch(void **state) {
   assert_null(res.why);
   assert_int_equal(res.gaps, 0);
 
-  assert_int_equal(b->n, 3);
-  const struct record *r = b->records;
+  assert_int_equal(batch_count(b), 3);
+  struct record r[3];
+  memset(r, 0, sizeof(r));
+  for (size_t i = 0; i < 3; i++)
+    batch_record(b, i, &r[i]);
   assert_int_equal(r[0].kind, RECORD_DERIVE);
   assert_string_equal(r[0].plugin_instance, "tcp");
   assert_string_equal(r[0].type, "protocol_counter");
@@ -113,7 +116,7 @@ static void test_empty_batch_is_complete(void **state) {
   hello(b);
   FEED(b, "begin 1", BATCH_NOTHING);
   FEED(b, "end 1 0", BATCH_COMPLETE);
-  assert_int_equal(b->n, 0);
+  assert_int_equal(batch_count(b), 0);
 }
 
 static void test_count_mismatch_discards(void **state) {
@@ -152,8 +155,10 @@ static void test_begin_inside_open_batch(void **state) {
   FEED(b, "derive tcp protocol_counter x 2", BATCH_NOTHING);
   struct batch_result res = FEED(b, "end 2 1", BATCH_COMPLETE);
   /* Only what followed the second begin. */
-  assert_int_equal(b->n, 1);
-  assert_int_equal(b->records[0].derive[0], 2);
+  assert_int_equal(batch_count(b), 1);
+  struct record r;
+  batch_record(b, 0, &r);
+  assert_int_equal(r.derive[0], 2);
   /* Batch 1 never completed: it is missing. */
   assert_int_equal(res.gaps, 1);
 }
@@ -322,8 +327,10 @@ static void test_default_max_records(void **state) {
     snprintf(line, sizeof(line), "end %u %u", seq, n);
     if (seq == 1) {
       FEED(b, line, BATCH_COMPLETE);
-      assert_int_equal(b->n, BATCH_DEFAULT_MAX_RECORDS);
-      assert_int_equal(b->records[4095].derive[0], 4095);
+      assert_int_equal(batch_count(b), BATCH_DEFAULT_MAX_RECORDS);
+      struct record r;
+      batch_record(b, 4095, &r);
+      assert_int_equal(r.derive[0], 4095);
     } else {
       assert_why(FEED(b, line, BATCH_DISCARDED), "MaxBatchRecords");
     }
@@ -533,9 +540,9 @@ static void test_duplicate_series(void **state) {
     if (c->dup == 0)
       continue;
     assert_why(res, "names one series twice");
-    if (res.record != &b->records[c->dup - 1])
-      fail_msg("%s: the duplicate is record %td, expected %zu", c->name,
-               res.record ? res.record - b->records + 1 : -1, c->dup);
+    if (res.record == NULL || res.index != c->dup - 1)
+      fail_msg("%s: the duplicate is record %zu, expected %zu", c->name,
+               res.index + 1, c->dup);
   }
   /* A refused batch is missing from the sequence, like any discarded. */
   assert_int_equal(one_batch(b, seq + 1, 1).gaps, 0);
@@ -544,6 +551,97 @@ static void test_duplicate_series(void **state) {
   FEED(b, "derive tcp protocol_counter x 1", BATCH_NOTHING);
   FEED(b, "end 100 2", BATCH_DISCARDED);
   assert_int_equal(one_batch(b, seq + 3, 1).gaps, 1);
+}
+
+/* The duplicate cases again with a series table, as the plugin runs: the
+ * series of all records, or of every other one, already in it (a table
+ * series is checked as its record comes, a new one at the end). */
+static void test_duplicate_series_with_table(void **state) {
+  (void)state;
+  for (int mode = 1; mode <= 2; mode++) {
+    for (size_t k = 0; k < ARRAY_SIZE(dup_cases); k++) {
+      const struct dup_case *c = &dup_cases[k];
+      struct batch b;
+      struct offsets *o = offsets_new(64);
+      assert_non_null(o);
+      assert_int_equal(batch_init(&b, "tcp", 0), 0);
+      batch_use_series(&b, o);
+      size_t n = 0;
+      for (; n < ARRAY_SIZE(c->lines) && c->lines[n] != NULL; n++) {
+        struct record r;
+        const char *why;
+        assert_int_equal(
+            record_parse(c->lines[n], strlen(c->lines[n]), &r, &why), 0);
+        struct series_name name = {{r.plugin_instance, r.type, r.type_instance},
+                                   {strlen(r.plugin_instance), strlen(r.type),
+                                    strlen(r.type_instance)}};
+        if (mode == 1 || n % 2 == 0)
+          assert_true(offsets_claim_name(o, &name, offsets_hash(&name)) >= 0);
+      }
+      hello(&b);
+      FEED(&b, "begin 1", BATCH_NOTHING);
+      for (size_t i = 0; i < n; i++)
+        FEED(&b, c->lines[i], BATCH_NOTHING);
+      char line[64];
+      snprintf(line, sizeof(line), "end 1 %zu", n);
+      struct batch_result res;
+      batch_feed(&b, line, strlen(line), &res);
+      enum batch_event want = c->dup ? BATCH_DISCARDED : BATCH_COMPLETE;
+      if (res.event != want || (c->dup && res.index != c->dup - 1))
+        fail_msg("%s (mode %d): %s, duplicate %zu, expected %s, %zu", c->name,
+                 mode, event_name(res.event), res.index + 1, event_name(want),
+                 c->dup);
+      batch_free(&b);
+      offsets_free(o);
+    }
+  }
+}
+
+/* With a series table, a record keeps its series' id, or -1 for a series
+ * the table does not hold yet, and gives back the same record either way,
+ * whatever the order of the records from one batch to the next. */
+static void test_series_from_the_table(void **state) {
+  (void)state;
+  struct batch b;
+  struct offsets *o = offsets_new(16);
+  assert_int_equal(batch_init(&b, "tcp", 0), 0);
+  batch_use_series(&b, o);
+  assert_int_equal(offsets_claim(o, "tcp/protocol_counter/a"), 0);
+  assert_int_equal(offsets_claim(o, "tcp-x/gauge/"), 0);
+  hello(&b);
+  static const char *const orders[][3] = {
+      {"derive tcp protocol_counter a 1", "gauge tcp-x gauge - 2.5",
+       "derive tcp protocol_counter new 3"},
+      {"derive tcp protocol_counter new 3", "derive tcp protocol_counter a 1",
+       "gauge tcp-x gauge - 2.5"},
+  };
+  for (unsigned k = 0; k < 2; k++) {
+    char line[32];
+    snprintf(line, sizeof(line), "begin %u", k + 1);
+    FEED(&b, line, BATCH_NOTHING);
+    for (int i = 0; i < 3; i++)
+      FEED(&b, orders[k][i], BATCH_NOTHING);
+    snprintf(line, sizeof(line), "end %u 3", k + 1);
+    FEED(&b, line, BATCH_COMPLETE);
+    for (size_t i = 0; i < 3; i++) {
+      struct record want, got;
+      const char *why;
+      record_parse(orders[k][i], strlen(orders[k][i]), &want, &why);
+      memset(&got, 0, sizeof(got));
+      batch_record(&b, i, &got);
+      assert_string_equal(got.plugin_instance, want.plugin_instance);
+      assert_string_equal(got.type, want.type);
+      assert_string_equal(got.type_instance, want.type_instance);
+      assert_int_equal(got.kind, want.kind);
+      assert_int_equal(got.nvalues, want.nvalues);
+      long id = strcmp(want.type_instance, "a") == 0 ? 0
+                : strcmp(want.type, "gauge") == 0    ? 1
+                                                     : -1;
+      assert_int_equal(batch_series(&b, i), id);
+    }
+  }
+  batch_free(&b);
+  offsets_free(o);
 }
 
 /* Full batches of MaxBatchRecords (4096) distinct series, with and without
@@ -567,7 +665,7 @@ static void test_duplicate_in_full_batches(void **state) {
     batch_feed(b, line, strlen(line), &res);
     if (seq % 2) {
       assert_int_equal(res.event, BATCH_DISCARDED);
-      assert_ptr_equal(res.record, &b->records[BATCH_DEFAULT_MAX_RECORDS - 1]);
+      assert_int_equal(res.index, BATCH_DEFAULT_MAX_RECORDS - 1);
       assert_string_equal(res.record->type_instance, "p-0");
     } else {
       assert_int_equal(res.event, BATCH_COMPLETE);
@@ -638,6 +736,8 @@ int main(void) {
       T(test_info),
       T(test_second_hello_refused),
       T(test_duplicate_series),
+      T(test_duplicate_series_with_table),
+      T(test_series_from_the_table),
       T(test_duplicate_in_full_batches),
       T(test_duplicate_check_is_not_quadratic),
       T(test_init_checks_the_group),
