@@ -56,7 +56,7 @@ deps-kernel:
 
 include $(sort $(wildcard mk/*.mk))
 
-check: check-unit check-collectd check-fuzz check-faults check-lint check-kernel check-install
+check: check-unit check-collectd check-fuzz check-faults check-lint check-kernel check-stress check-install
 	@echo "==> all test tiers passed"
 
 clean:
