@@ -18,8 +18,17 @@ vm_cache_root() {
 }
 
 # vm_resolve_kver [KVER]: print KVER, or if empty the ABI version of the
-# kernel Debian's linux-image-amd64 metapackage currently depends on.
+# kernel Debian's linux-image-amd64 metapackage currently depends on. A
+# release name (bookworm, trixie) gives that release's linux-image-amd64 ABI,
+# from its archive (scripts/release-tree.sh kver).
 vm_resolve_kver() {
+	case "${1:-}" in
+	[a-z]*)
+		bash "$(dirname "${BASH_SOURCE[0]}")/../release-tree.sh" kver "$1" ||
+			vm_die "cannot resolve the kernel of Debian release '$1'"
+		return 0
+		;;
+	esac
 	if [ -n "${1:-}" ]; then
 		printf '%s\n' "$1"
 		return 0
