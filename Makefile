@@ -22,7 +22,7 @@ DEPS_KERNEL := systemtap systemtap-runtime qemu-system-x86 busybox-static kmod p
                iproute2 socat nftables xz-utils cpio procps rrdtool librrd8 \
                libprotobuf-c1 libmicrohttpd12 libgcrypt20
 
-.PHONY: all plugin check check-unit check-collectd check-kernel run bench \
+.PHONY: all plugin check check-unit check-collectd check-release check-kernel run bench \
         clean format lint deps-build deps-unit deps-collectd deps-kernel
 
 all: plugin
@@ -54,7 +54,13 @@ deps-collectd:
 deps-kernel:
 	$(call apt_install,$(DEPS_KERNEL))
 
-include $(sort $(wildcard mk/*.mk))
+# RELEASE=another Debian release than the host's (trixie on a bookworm host):
+# mk/release.mk runs the unit and collectd tiers in that release's tree, in
+# place of mk/unit.mk and mk/collectd.mk here.
+HOST_RELEASE := $(if $(RELEASE),$(shell bash scripts/release-tree.sh host-release))
+RELEASE_OTHER := $(filter-out $(HOST_RELEASE),$(RELEASE))
+include $(sort $(filter-out $(if $(RELEASE_OTHER),mk/unit.mk mk/collectd.mk),\
+                 $(wildcard mk/*.mk)))
 
 check: check-unit check-collectd check-fuzz check-faults check-lint check-kernel check-stress check-install
 	@echo "==> all test tiers passed"

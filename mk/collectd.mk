@@ -3,4 +3,4 @@
 .PHONY: check-collectd
 check-collectd: $(BUILD)/stap.so | deps-collectd
 	@echo "==> collectd integration test"
-	bash tests/collectd/run.sh $(BUILD)/collectd-test
+	STAP_PLUGIN_DIR=$(abspath $(BUILD)) bash tests/collectd/run.sh $(BUILD)/collectd-test

@@ -1,5 +1,6 @@
 #!/bin/bash
 # collectd integration test: the real collectd daemon loads build/stap.so
+# ($STAP_PLUGIN_DIR/stap.so: make passes its BUILD, e.g. build/trixie)
 # with the shipped collectd.conf.d/ snippets; tests/fake-staprun replays a
 # module session in which the module crashes once (stapio killed, the module
 # left loaded) and is restarted, then retransmits climb and go flat. Checks
@@ -12,6 +13,7 @@ set -u
 umask 022 # what the plugin loads must not be writable by group or others
 top=$(cd "$(dirname "$0")/../.." && pwd)
 out=$(realpath -m "${1:-$top/build/collectd-test}")
+plugindir=$(realpath -m "${STAP_PLUGIN_DIR:-$top/build}")
 rm -rf "$out"
 mkdir -p "$out"
 cd "$out"
@@ -91,7 +93,7 @@ LoadPlugin csv
   DataDir "$out/csv"
   StoreRates false
 </Plugin>
-PluginDir "$top/build"
+PluginDir "$plugindir"
 Include "$out/stap.conf"
 PluginDir "/usr/lib/collectd"
 Include "$out/stap-thresholds.conf"
