@@ -62,7 +62,14 @@ RELEASE_OTHER := $(filter-out $(HOST_RELEASE),$(RELEASE))
 include $(sort $(filter-out $(if $(RELEASE_OTHER),mk/unit.mk mk/collectd.mk),\
                  $(wildcard mk/*.mk)))
 
-check: check-unit check-collectd check-fuzz check-faults check-lint check-kernel check-stress check-install
+# The other supported Debian release (bookworm and trixie): its unit and collectd tiers, in its
+# tree (mk/release.mk). Its kernel tier: `make check-kernel RELEASE=...`.
+OTHER_RELEASE ?= $(filter-out $(shell bash scripts/release-tree.sh host-release),bookworm trixie)
+.PHONY: check-other-release
+check-other-release:
+	$(if $(OTHER_RELEASE),@$(MAKE) --no-print-directory check-release RELEASE=$(OTHER_RELEASE))
+
+check: check-unit check-collectd check-other-release check-fuzz check-faults check-lint check-kernel check-stress check-install
 	@echo "==> all test tiers passed"
 
 clean:
