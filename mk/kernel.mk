@@ -3,25 +3,57 @@
 # tests/kernel/groups/ (or GROUPS="tcp udp"), in one VM boot. Evidence stays in
 # build/kernel-test/ (console.log, and per group: collectd.log, csv/,
 # measurements, the module's raw output).
+#
+# RELEASE=trixie (any Debian release other than the host's): the VM boots that
+# release's kernel (KVER defaults to its linux-image-amd64's ABI) with that
+# release's tree (scripts/release-tree.sh) as the guest's root, so collectd,
+# staprun and every tool are that release's own; the plugin is built in the tree
+# as $(BUILD)/RELEASE/stap.so and the modules for its kernel as usual
+# (scripts/vm/release-root.sh). Evidence goes to $(BUILD)/kernel-test-RELEASE.
 .PHONY: check-kernel check-stress kernel-kver
 
 KERNEL_TEST_TIMEOUT ?= 1200
+RELEASE ?=
+KT_HOST_RELEASE := $(shell . /etc/os-release 2>/dev/null && echo $$VERSION_CODENAME)
+# Non-empty when RELEASE names another release than the host's.
+KT_FOREIGN := $(if $(RELEASE),$(filter-out $(KT_HOST_RELEASE),$(RELEASE)))
+KT_KVER_ARG := $(or $(KVER),$(KT_FOREIGN))
+# The plugin the guest loads (a BUILD that already names the release is kept).
+KT_BUILD := $(if $(KT_FOREIGN),$(if $(filter %/$(RELEASE),$(BUILD)),$(BUILD),$(BUILD)/$(RELEASE)),$(BUILD))
+KT_PLUGIN_DEP := $(if $(KT_FOREIGN),,$(BUILD)/stap.so)
+# What the guest scenarios run, in the release's tree (Debian 12 names; release-root.sh maps
+# the t64 renames): $(DEPS_KERNEL) without the host-only qemu, cpio, xz and busybox, plus what
+# the install scenario and the in-tree plugin build use.
+KT_GUEST_PKGS := $(filter-out systemtap qemu-system-x86 busybox-static xz-utils cpio,$(DEPS_KERNEL)) \
+                 collectd-core bash coreutils make man-db $(DEPS_BUILD)
+# kt_root KVER: in a recipe, sets root_args to "--root TREE --env KT_PLUGIN_DIR=..." for a
+# foreign RELEASE (making the tree ready and the plugin built), or to nothing.
+kt_root = root_args=; if [ -n "$(KT_FOREIGN)" ]; then \
+	  tree=$$(scripts/vm/release-root.sh $(RELEASE) $(1) $(KT_BUILD) $(KT_GUEST_PKGS) | tail -n 1) && \
+	  [ -n "$$tree" ] && root_args="--root $$tree --env KT_PLUGIN_DIR=$(abspath $(KT_BUILD))"; \
+	fi
+# KT_MODULES_OUT=DIR: build the modules into DIR/KVER (scripts/build-modules.sh's MODULES_OUT)
+# and load them from there, e.g. to try STAP_EXTRA_FLAGS without touching build/modules.
+KT_MODULES_OUT ?=
+kt_modules_env = $(if $(KT_MODULES_OUT),MODULES_OUT=$(abspath $(KT_MODULES_OUT)))
+kt_modules_arg = $(if $(KT_MODULES_OUT),--env KT_MODULES_DIR=$(abspath $(KT_MODULES_OUT)))
 # Where the evidence goes (several runs side by side: KERNEL_TEST_OUT=build/kt-tcp).
-KERNEL_TEST_OUT ?= $(BUILD)/kernel-test
+KERNEL_TEST_OUT ?= $(BUILD)/kernel-test$(if $(KT_FOREIGN),-$(RELEASE))
 
 # The kernel the VM boots: KVER if given, else Debian's current one. Modules
 # are built for exactly that kernel.
 kernel-kver:
 	@apt-cache depends linux-image-amd64 >/dev/null 2>&1 || apt-get update -q >/dev/null
-	@bash -c '. scripts/vm/common.sh && vm_resolve_kver "$(KVER)"'
+	@bash -c '. scripts/vm/common.sh && vm_resolve_kver "$(KT_KVER_ARG)"'
 
-check-kernel: $(BUILD)/stap.so | deps-kernel deps-collectd
-	@kver=$$($(MAKE) -s --no-print-directory kernel-kver) && \
-	echo "==> kernel test on Debian kernel $$kver (qemu, TCG)" && \
-	$(MAKE) --no-print-directory modules KVER=$$kver \
+check-kernel: $(KT_PLUGIN_DEP) | deps-kernel deps-collectd
+	@kver=$$($(MAKE) -s --no-print-directory kernel-kver KVER=$(KT_KVER_ARG)) && \
+	echo "==> kernel test on Debian kernel $$kver (qemu, TCG)$(if $(KT_FOREIGN), with the Debian $(RELEASE) tree as root)" && \
+	$(kt_modules_env) $(MAKE) --no-print-directory modules KVER=$$kver \
 	  MODULES="$(if $(GROUPS),$(filter $(basename $(notdir $(wildcard modules/*.stp))),$(GROUPS)))" && \
+	$(call kt_root,$$kver) && \
 	rm -rf $(KERNEL_TEST_OUT) && \
-	scripts/vm/run-guest.sh --kver $$kver --results $(abspath $(KERNEL_TEST_OUT)) \
+	scripts/vm/run-guest.sh --kver $$kver $$root_args $(kt_modules_arg) --results $(abspath $(KERNEL_TEST_OUT)) \
 	  --timeout $(KERNEL_TEST_TIMEOUT) tests/kernel/run-all.sh $(GROUPS); rc=$$?; \
 	if [ -d $(KERNEL_TEST_OUT)/operator/rrd ]; then \
 	  echo "==> graphs from the operator scenario's RRD files"; \
@@ -32,14 +64,15 @@ check-kernel: $(BUILD)/stap.so | deps-kernel deps-collectd
 # Stress tier: all nine groups at once in a VM with 4 vCPUs while the guest is made busy
 # (tests/kernel/stress/stress.sh: 64 veth pairs in namespaces, 200 devices created and deleted,
 # a SYN flood on 3000 ports, bulk TCP and small UDP on every CPU). Evidence in STRESS_OUT.
-STRESS_OUT ?= $(BUILD)/kernel-stress
+STRESS_OUT ?= $(BUILD)/kernel-stress$(if $(KT_FOREIGN),-$(RELEASE))
 STRESS_CPUS ?= 4
-check-stress: $(BUILD)/stap.so | deps-kernel deps-collectd
-	@kver=$$($(MAKE) -s --no-print-directory kernel-kver) && \
-	echo "==> stress test on Debian kernel $$kver (qemu, TCG, $(STRESS_CPUS) vCPUs)" && \
-	$(MAKE) --no-print-directory modules KVER=$$kver && \
+check-stress: $(KT_PLUGIN_DEP) | deps-kernel deps-collectd
+	@kver=$$($(MAKE) -s --no-print-directory kernel-kver KVER=$(KT_KVER_ARG)) && \
+	echo "==> stress test on Debian kernel $$kver (qemu, TCG, $(STRESS_CPUS) vCPUs)$(if $(KT_FOREIGN), with the Debian $(RELEASE) tree as root)" && \
+	$(kt_modules_env) $(MAKE) --no-print-directory modules KVER=$$kver && \
+	$(call kt_root,$$kver) && \
 	rm -rf $(STRESS_OUT) && \
-	scripts/vm/run-guest.sh --kver $$kver --cpus $(STRESS_CPUS) --results $(abspath $(STRESS_OUT)) \
+	scripts/vm/run-guest.sh --kver $$kver $$root_args $(kt_modules_arg) --cpus $(STRESS_CPUS) --results $(abspath $(STRESS_OUT)) \
 	  --timeout $(KERNEL_TEST_TIMEOUT) tests/kernel/run-all.sh stress
 
 # make run [DURATION=seconds]: see scripts/run.sh.

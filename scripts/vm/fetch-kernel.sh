@@ -5,10 +5,12 @@
 # for booting under qemu (see scripts/vm/common.sh for the cache layout):
 #   - KVER defaults to the ABI version linux-image-amd64 currently depends on;
 #   - apt-get download, dpkg -x into CACHE/KVER/root, depmod -b (the .deb ships
-#     no modules.dep);
-#   - cut the xz-compressed payload out of vmlinuz and decompress it to
-#     CACHE/KVER/vmlinux (boots ~2x faster than the bzImage); if that fails the
-#     bzImage is kept as CACHE/KVER/bzImage instead.
+#     no modules.dep); a kernel of another Debian release than the host's (not in
+#     the host's index, e.g. trixie's 6.12) is downloaded inside that release's
+#     tree (scripts/release-tree.sh ensure/run);
+#   - cut the xz- (Debian 12) or zstd-compressed (Debian 13) payload out of vmlinuz
+#     and decompress it to CACHE/KVER/vmlinux (boots ~2x faster than the bzImage);
+#     if that fails the bzImage is kept as CACHE/KVER/bzImage instead.
 # Idempotent: with the cache complete it only prints where things are.
 # Prints the cache directory on stdout (last line); progress goes to stderr.
 set -euo pipefail
@@ -50,10 +52,24 @@ find_deb() {
 }
 deb=$(find_deb)
 if [ -z "$deb" ]; then
-	vm_log "kernel $KVER: apt-get download linux-image-$KVER into $dir"
-	if ! (cd "$dir" && apt-get download -q -o APT::Sandbox::User=root "linux-image-$KVER") >&2; then
-		rmdir "$dir" 2>/dev/null || true
-		vm_die "apt-get download linux-image-$KVER failed (apt-get update? is $KVER a Debian kernel ABI version?)"
+	if apt-cache show "linux-image-$KVER" >/dev/null 2>&1; then
+		vm_log "kernel $KVER: apt-get download linux-image-$KVER into $dir"
+		if ! (cd "$dir" && apt-get download -q -o APT::Sandbox::User=root "linux-image-$KVER") >&2; then
+			rmdir "$dir" 2>/dev/null || true
+			vm_die "apt-get download linux-image-$KVER failed (apt-get update? is $KVER a Debian kernel ABI version?)"
+		fi
+	else
+		# Not in the host's index: another release's kernel, fetched with that release's apt.
+		rt=$here/../release-tree.sh
+		rel=$(bash "$rt" release-of "$KVER") ||
+			{ rmdir "$dir" 2>/dev/null || true; vm_die "no Debian release known here has linux-image-$KVER (apt-get update? is $KVER a Debian kernel ABI version?)"; }
+		vm_log "kernel $KVER: from Debian $rel: apt-get download linux-image-$KVER in the $rel tree into $dir"
+		bash "$rt" ensure "$rel" >/dev/null
+		# shellcheck disable=SC2016
+		if ! bash "$rt" run "$rel" --bind "$dir" -- sh -c 'cd "$1" && apt-get download -q -o APT::Sandbox::User=root "linux-image-$2"' sh "$dir" "$KVER" >&2; then
+			rmdir "$dir" 2>/dev/null || true
+			vm_die "apt-get download linux-image-$KVER in the $rel tree failed"
+		fi
 	fi
 	deb=$(find_deb)
 	[ -n "$deb" ] || vm_die "apt-get download left no linux-image-${KVER}_*.deb in $dir"
@@ -82,23 +98,31 @@ vmlinuz=$dir/root/boot/vmlinuz-$KVER
 [ -f "$vmlinuz" ] || vm_die "${deb##*/} has no boot/vmlinuz-$KVER"
 is_elf() { [ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ]; }
 if [ ! -s "$dir/vmlinux" ] && [ ! -s "$dir/bzImage" ]; then
-	vm_log "kernel $KVER: extracting vmlinux from ${vmlinuz##*/} (xz payload)"
-	# Byte offsets of the xz stream header magic FD 37 7A 58 5A 00.
-	offsets=$(LC_ALL=C grep -obUaP '\xFD7zXZ\x00' "$vmlinuz" | cut -d: -f1 || true)
-	for off in $offsets; do
-		rm -f "$dir/vmlinux.tmp"
-		if tail -c +"$((off + 1))" "$vmlinuz" | xz -dc --single-stream >"$dir/vmlinux.tmp" 2>/dev/null ||
-			[ -s "$dir/vmlinux.tmp" ]; then
-			if is_elf "$dir/vmlinux.tmp"; then
+	# Byte offsets of the xz stream header magic FD 37 7A 58 5A 00, then of the
+	# zstd frame magic 28 B5 2F FD (Debian 13 compresses its kernel with zstd).
+	for fmt in xz zstd; do
+		command -v "$fmt" >/dev/null || continue
+		vm_log "kernel $KVER: extracting vmlinux from ${vmlinuz##*/} ($fmt payload)"
+		case $fmt in
+		xz) offsets=$(LC_ALL=C grep -obUaP '\xFD7zXZ\x00' "$vmlinuz" | cut -d: -f1 || true) ;;
+		zstd) offsets=$(LC_ALL=C grep -obUaP '\x28\xB5\x2F\xFD' "$vmlinuz" | cut -d: -f1 || true) ;;
+		esac
+		for off in $offsets; do
+			rm -f "$dir/vmlinux.tmp"
+			case $fmt in
+			xz) tail -c +"$((off + 1))" "$vmlinuz" | xz -dc --single-stream >"$dir/vmlinux.tmp" 2>/dev/null || true ;;
+			zstd) tail -c +"$((off + 1))" "$vmlinuz" | zstd -qdc >"$dir/vmlinux.tmp" 2>/dev/null || true ;;
+			esac
+			if [ -s "$dir/vmlinux.tmp" ] && is_elf "$dir/vmlinux.tmp"; then
 				mv "$dir/vmlinux.tmp" "$dir/vmlinux"
 				vm_log "kernel $KVER: vmlinux from offset $off ($(stat -c %s "$dir/vmlinux") bytes)"
-				break
+				break 2
 			fi
-		fi
+		done
 	done
 	rm -f "$dir/vmlinux.tmp"
 	if [ ! -s "$dir/vmlinux" ]; then
-		vm_log "kernel $KVER: no xz-compressed ELF found in ${vmlinuz##*/}; falling back to the bzImage (slower boot)"
+		vm_log "kernel $KVER: no xz- or zstd-compressed ELF found in ${vmlinuz##*/}; falling back to the bzImage (slower boot)"
 		cp "$vmlinuz" "$dir/bzImage"
 	fi
 fi

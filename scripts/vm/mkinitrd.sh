@@ -12,7 +12,9 @@
 #   2. mounts the 9p share "hostroot" read-only at /lower, a tmpfs at /ovl and
 #      the overlay of both at /newroot (the guest may write anywhere; writes
 #      stay in guest memory), then the 9p share "results" (writable) at
-#      /newroot/results;
+#      /newroot/results; with guest_shares=DIR,DIR... on the kernel command line
+#      (run-guest.sh --root), the 9p shares share0, share1, ... are overlaid the
+#      same way at /newroot/DIR (the same host paths inside another root);
 #   3. mounts proc, sys, dev, dev/pts, dev/shm, run, sys/kernel/debug and
 #      sys/kernel/tracing inside /newroot, and bind-mounts the guest kernel's
 #      module tree (CACHE/KVER/root/lib/modules/KVER) over /lib/modules/KVER so
@@ -22,7 +24,8 @@
 #      guest_script= from the kernel command line and ARGS come NUL-separated
 #      from /results/.guest/args (written by run-guest.sh), in the directory
 #      named by /results/.guest/cwd, with stdin from /dev/null and
-#      GUEST_RESULTS=/results GUEST_KVER=KVER in the environment;
+#      GUEST_RESULTS=/results GUEST_KVER=KVER in the environment (plus the
+#      NUL-separated NAME=VALUE entries of /results/.guest/env, run-guest.sh --env);
 #   6. writes the script's exit status to /results/rc, its start/end uptime to
 #      /results/guest-times, then syncs and powers off (poweroff -f).
 # Any setup failure is logged as "[vm-init] FATAL: ..." and powers off
@@ -84,7 +87,13 @@ n=0
 for m in "${mods[@]}"; do
 	n=$((n + 1))
 	b=$(printf '%02d-%s' "$n" "${m##*/}")
-	cp "$m" "$tmp/modules/$b"
+	# Debian 13's kernel ships its modules xz-compressed (.ko.xz); busybox insmod wants them plain.
+	case "$b" in
+	*.ko.xz) b=${b%.xz}; xz -dc "$m" >"$tmp/modules/$b" ;;
+	*.ko.zst) b=${b%.zst}; zstd -qdc "$m" >"$tmp/modules/$b" ;;
+	*.ko.gz) b=${b%.gz}; gzip -dc "$m" >"$tmp/modules/$b" ;;
+	*) cp "$m" "$tmp/modules/$b" ;;
+	esac
 	printf '%s\n' "$b" >>"$tmp/modules/order"
 done
 printf 'KVER=%s\nKTREE=%s\n' "$KVER" "$ktree" >"$tmp/etc/vm.conf"
@@ -116,9 +125,11 @@ exec </dev/console >/dev/console 2>&1
 echo # end the firmware's last line
 
 script=
+shares=
 for w in $(cat /proc/cmdline); do
 	case "$w" in
 	guest_script=*) script=${w#guest_script=} ;;
+	guest_shares=*) shares=${w#guest_shares=} ;;
 	esac
 done
 log "kernel $(uname -r) up at $(up) s; guest_script=${script:-<none>}"
@@ -149,6 +160,17 @@ mount -t tracefs tracefs $R/sys/kernel/tracing || fatal "mount tracefs"
 mkdir -p $R/results
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 results $R/results ||
 	fatal "mount 9p share 'results' (qemu -virtfs ...,mount_tag=results missing?)"
+# Host directories shown at their own paths inside another root (run-guest.sh --root).
+n=0
+for d in $(echo "$shares" | tr ',' ' '); do
+	mkdir -p /shares/$n /ovl/share$n/upper /ovl/share$n/work "$R$d"
+	mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=512000,cache=loose share$n /shares/$n ||
+		fatal "mount 9p share 'share$n' for $d"
+	mount -t overlay -o lowerdir=/shares/$n,upperdir=/ovl/share$n/upper,workdir=/ovl/share$n/work overlay "$R$d" ||
+		fatal "mount overlay on $R$d"
+	log "host $d shared at $d"
+	n=$((n + 1))
+done
 [ -d "$R$KTREE" ] || fatal "guest module tree $KTREE not visible through the hostroot share"
 mkdir -p "$R/lib/modules/$KVER"
 mount -o bind "$R$KTREE" "$R/lib/modules/$KVER" || fatal "bind-mount the module tree"
@@ -170,6 +192,9 @@ chroot $R /usr/bin/env -i \
 		d=$(cat /results/.guest/cwd 2>/dev/null) && [ -n "$d" ] && cd "$d" 2>/dev/null || cd /
 		args=()
 		[ -f /results/.guest/args ] && mapfile -d "" -t args </results/.guest/args
+		envs=()
+		[ -s /results/.guest/env ] && mapfile -d "" -t envs </results/.guest/env
+		for e in "${envs[@]}"; do export "$e"; done
 		exec /bin/bash "$0" "${args[@]}"
 	' "$script" </dev/null
 rc=$?

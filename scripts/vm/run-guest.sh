@@ -1,8 +1,8 @@
 #!/bin/bash
-# run-guest.sh [--kver KVER] [--results DIR] [--timeout SEC] [--cpus N] [--append ARGS] SCRIPT [ARGS...]
+# run-guest.sh [--kver KVER] [--results DIR] [--timeout SEC] [--cpus N] [--append ARGS] [--root DIR [--share DIR]...] [--env NAME=VALUE]... SCRIPT [ARGS...]
 #
 # Boot Debian's kernel KVER under qemu (TCG; KVM does not work here) with this
-# machine's root filesystem as the guest's root (9p, read-only, with a tmpfs
+# machine's root filesystem (or --root DIR) as the guest's root (9p, read-only, with a tmpfs
 # overlay so the guest can write anywhere; writes are lost at power-off), run
 #   bash SCRIPT ARGS...
 # as root inside it, power off, and exit with SCRIPT's exit status.
@@ -22,6 +22,16 @@
 #   --timeout SEC   kill qemu after SEC seconds of wall time (default 600).
 #   --cpus N        vCPUs (default 2, or VM_CPUS); the stress tier boots with 4.
 #   --append ARGS   extra kernel command line words (e.g. nokaslr).
+#   --root DIR      the guest's root filesystem is DIR instead of this machine's /
+#                   (e.g. a Debian 13 tree from scripts/release-tree.sh, so collectd,
+#                   staprun and every tool are that release's). Shared at the same paths
+#                   as with the default root, each with its own tmpfs overlay: this
+#                   repository, the guest kernel's module tree, SCRIPT's directory, the
+#                   current directory and every --share DIR. If DIR.lock exists (the
+#                   release-tree.sh convention), a shared flock on it is held while the VM
+#                   runs, so the tree is not upgraded under the guest.
+#   --share DIR     with --root: also show this host directory at the same path.
+#   --env NAME=VALUE  put NAME=VALUE into SCRIPT's environment (repeatable).
 #
 # Passing arguments: ARGS are written NUL-separated to DIR/.guest/args and the
 # host's current directory to DIR/.guest/cwd; the guest's init reads both, so
@@ -56,7 +66,7 @@ usage() {
 	exit 2
 }
 
-kver='' results='' timeout=600 append='' cpus=${VM_CPUS:-2}
+kver='' results='' timeout=600 append='' cpus=${VM_CPUS:-2} root='' shares=() envs=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--kver) [ $# -ge 2 ] || usage; kver=$2; shift 2 ;;
@@ -68,6 +78,12 @@ while [ $# -gt 0 ]; do
 	--cpus) [ $# -ge 2 ] || usage; cpus=$2; shift 2 ;;
 	--append) [ $# -ge 2 ] || usage; append=$2; shift 2 ;;
 	--append=*) append=${1#*=}; shift ;;
+	--root) [ $# -ge 2 ] || usage; root=$2; shift 2 ;;
+	--root=*) root=${1#*=}; shift ;;
+	--share) [ $# -ge 2 ] || usage; shares+=("$2"); shift 2 ;;
+	--share=*) shares+=("${1#*=}"); shift ;;
+	--env) [ $# -ge 2 ] || usage; envs+=("$2"); shift 2 ;;
+	--env=*) envs+=("${1#*=}"); shift ;;
 	-h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	--) shift; break ;;
 	-*) vm_log "unknown option $1"; usage ;;
@@ -76,6 +92,16 @@ while [ $# -gt 0 ]; do
 done
 [ $# -ge 1 ] || usage
 case "$timeout" in '' | *[!0-9]* | 0) vm_log "--timeout wants a whole number of seconds > 0, not '$timeout'"; usage ;; esac
+
+for e in "${envs[@]}"; do
+	[[ $e =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || { vm_log "--env wants NAME=VALUE, not '$e'"; usage; }
+done
+if [ -n "$root" ]; then
+	root=$(realpath -e -- "$root" 2>/dev/null) || vm_die "--root '$root' not found"
+	[ -x "$root/bin/bash" ] || [ -x "$root/usr/bin/bash" ] || vm_die "--root $root has no bin/bash: not a root filesystem"
+	[ "$root" != / ] || root=''
+fi
+[ ${#shares[@]} = 0 ] || [ -n "$root" ] || vm_die "--share needs --root (the default root shows every host path)"
 
 script=$(realpath -e -- "$1" 2>/dev/null) || vm_die "guest script '$1' not found"
 [ -f "$script" ] || vm_die "guest script '$1' is not a regular file"
@@ -105,6 +131,7 @@ esac
 case "$gscript" in *[[:space:]]*) vm_die "guest script path '$gscript' contains white space (it goes on the kernel command line)" ;; esac
 
 if [ $# -gt 0 ]; then printf '%s\0' "$@"; fi >"$results/.guest/args"
+if [ ${#envs[@]} -gt 0 ]; then printf '%s\0' "${envs[@]}"; fi >"$results/.guest/env"
 printf '%s' "$PWD" >"$results/.guest/cwd"
 
 kdir=$("$here/fetch-kernel.sh" "$KVER")
@@ -116,14 +143,40 @@ command -v qemu-system-x86_64 >/dev/null || vm_die "qemu-system-x86_64 not found
 # qemu option values escape a comma by doubling it.
 qesc() { printf '%s' "${1//,/,,}"; }
 
+# With --root: the host directories the guest sees at the same paths (each a 9p share
+# "shareN", overlaid writable in the guest; named on the kernel command line as guest_shares=).
+share_args=() share_list=''
+if [ -n "$root" ]; then
+	top=$(cd "$here/../.." && pwd -P)
+	want=("$top" "$kdir/root/lib/modules/$KVER" "$(dirname "$gscript")" "$PWD" "${shares[@]}")
+	n=0
+	for d in "${want[@]}"; do
+		case "$d" in /results | /results/* | /run/* | /dev/* | /proc/* | /sys/*) continue ;; esac
+		# Absolute but with symlinks kept: the guest must see the path as named
+		# (the kernel cache's root/lib is a link to usr/lib).
+		d=$(realpath -e -s -- "$d" 2>/dev/null) || vm_die "share '$d' not found"
+		[ -d "$d" ] && [ "$d" != / ] || continue
+		case "$d" in *[[:space:],]*) vm_die "share path '$d' contains white space or a comma (it goes on the kernel command line)" ;; esac
+		# Skip a directory already shared, or under one that is.
+		case ",$share_list," in *",$d,"*) continue ;; esac
+		covered=0
+		for s in ${share_list//,/ }; do case "$d/" in "$s"/*) covered=1 ;; esac; done
+		[ "$covered" = 0 ] || continue
+		share_list+=${share_list:+,}$d
+		share_args+=(-virtfs "local,path=$(qesc "$d"),mount_tag=share$n,security_model=none,readonly=on,multidevs=remap")
+		n=$((n + 1))
+	done
+fi
+
 # shellcheck disable=SC2054 # commas separate qemu sub-options
 qemu=(qemu-system-x86_64
 	-accel tcg,thread=multi -cpu max -smp "$cpus" -m 2048
 	-nographic -no-reboot -nodefaults -serial stdio
 	-kernel "$kimg" -initrd "$initrd"
-	-append "console=ttyS0 panic=-1 quiet guest_script=$gscript${append:+ $append}"
-	-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
+	-append "console=ttyS0 panic=-1 quiet guest_script=$gscript${share_list:+ guest_shares=$share_list}${append:+ $append}"
+	-virtfs "local,path=$(qesc "${root:-/}"),mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
 	-virtfs "local,path=$(qesc "$results"),mount_tag=results,security_model=none,multidevs=remap"
+	"${share_args[@]}"
 )
 
 # One VM at a time (2 cores, 2 GB each).
@@ -133,7 +186,17 @@ if ! flock -n 9; then
 	flock 9
 fi
 
-vm_log "booting $KVER (${kimg##*/}, $cpus vCPUs), guest script $gscript, results in $results, timeout ${timeout}s"
+# A release tree is not refreshed while it is the guest's root (release-tree.sh takes this lock
+# exclusively to change it). Taken after the VM lock, so waiting for the VM does not hold it.
+if [ -n "$root" ] && [ -f "$root.lock" ]; then
+	exec 6<"$root.lock"
+	if ! flock -s -n 6; then
+		vm_log "$root is being changed (release-tree.sh); waiting for it"
+		flock -s 6
+	fi
+fi
+
+vm_log "booting $KVER (${kimg##*/}, $cpus vCPUs)${root:+ with root $root (shares: $share_list)}, guest script $gscript, results in $results, timeout ${timeout}s"
 t0=$(date +%s.%N)
 set +e
 # stdin from /dev/null: qemu must not take over a terminal. sed drops the

@@ -14,6 +14,11 @@ if [ ${#groups[@]} = 0 ]; then
   done
 fi
 failed=()
+# What this guest runs (its root may be another Debian release's tree: make check-kernel RELEASE=...).
+# shellcheck disable=SC1091
+echo "=== guest: $(. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-?}"), kernel $(uname -r)," \
+  "$(dpkg-query -W -f '${Package} ${Version}, ' collectd-core systemtap-runtime 2>/dev/null)" \
+  "plugin ${KT_PLUGIN_DIR:-$top/build}/stap.so"
 for g in "${groups[@]}"; do
   script=$top/tests/kernel/groups/$g.sh
   # The stress scenario has its own boot (4 vCPUs, `make check-stress`), so it is not in groups/.

@@ -21,7 +21,11 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$top/tests/kernel/lib.sh"
 out=${GUEST_RESULTS:?run me through tests/kernel/run-all.sh in the VM}
 kver=${GUEST_KVER:-$(uname -r)}
-modules=$top/build/modules/$kver
+# KT_MODULES_DIR: modules built elsewhere than build/modules (make check-kernel KT_MODULES_OUT=...).
+modules=${KT_MODULES_DIR:-$top/build/modules}/$kver
+# The plugin collectd loads: build/stap.so, or the one built for the guest's release when the
+# guest's root is another release's tree (make check-kernel RELEASE=trixie sets KT_PLUGIN_DIR).
+plugin_dir=${KT_PLUGIN_DIR:-$top/build}
 host=stapvm
 # collectd's csv files live in the guest's memory, not on the 9p results share: on a busy guest
 # a write thread appending to hundreds of files over 9p falls minutes behind (455973 values were
@@ -87,7 +91,7 @@ LoadPlugin csv
   DataDir "$csv_root"
   StoreRates false
 </Plugin>
-PluginDir "$top/build"
+PluginDir "$plugin_dir"
 Include "$out/stap.conf"
 PluginDir "/usr/lib/collectd"
 CONF
