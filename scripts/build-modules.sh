@@ -352,6 +352,15 @@ prepare_kbuild() {
         KBUILD_FLAGS=(-B CFLAGS_MODULE=-Wno-error)
         info "kbuild fix needed: the kernel's __COUNT_ARGS differs from SystemTap's (tracepoint queries would fail with -Werror); building with ${KBUILD_FLAGS[*]}"
     fi
+    # Linux 6.12 split uprobe_unregister() into _nosync/_sync. SystemTap 5.1's runtime looks the
+    # old name up in the kernel's symbols when any module starts (uprobes or not), so staprun
+    # fails with "Can't resolve uprobe_unregister!" (seen in the Debian 13 VM). Our modules have
+    # no uprobes: telling the runtime the symbol is exported skips that lookup.
+    if grep -q 'uprobe_unregister_nosync' "$inc/linux/uprobes.h" 2>/dev/null &&
+        ! grep -q 'void uprobe_unregister(' "$inc/linux/uprobes.h"; then
+        KBUILD_FLAGS+=(-DSTAPCONF_UPROBE_UNREGISTER_EXPORTED)
+        info "runtime fix needed: this kernel has no uprobe_unregister(); building with -DSTAPCONF_UPROBE_UNREGISTER_EXPORTED"
+    fi
 }
 
 # ---------------------------------------------------------------------------
