@@ -34,7 +34,10 @@
 kt_require_module netdev
 modprobe veth 2>/dev/null
 modprobe dummy 2>/dev/null
-# No IPv6 autoconfiguration traffic (router solicitations, MLD) on new devices.
+# No IPv6 autoconfiguration traffic (router solicitations, MLD) on new devices. Restored on exit:
+# `all' also takes ::1 off lo, which a scenario run after this one (udp's IPv6 checks) needs.
+v6_was="$(sysctl -n net.ipv6.conf.all.disable_ipv6) $(sysctl -n net.ipv6.conf.default.disable_ipv6)"
+trap 'sysctl -qw net.ipv6.conf.all.disable_ipv6=${v6_was% *} net.ipv6.conf.default.disable_ipv6=${v6_was#* }' EXIT
 sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 ko=$modules/collectd_stap_netdev.ko
 abort_re='MAXACTION|Array overflow|aggregation overflow|aborted|fatal|ERROR'
