@@ -72,3 +72,5 @@ uninstall:
 check-install: $(BUILD)/stap.so | deps-collectd
 	@echo "==> install test (DESTDIR)"
 	bash tests/install/run.sh $(BUILD)/install-test
+	@echo "==> module builds for a list of kernels and signing per kernel (tests/modules/run.sh)"
+	bash tests/modules/run.sh $(BUILD)/modules-test

@@ -1,0 +1,146 @@
+#!/bin/bash
+# make modules / modules-lint / modules-force with a list of kernels in KVER (a fleet), and
+# scripts/sign-modules.sh for each kernel with that kernel's own sign-file (the host's, or the
+# one in the other release's tree).
+#   bash tests/modules/run.sh [OUT]     (default OUT: build/modules-test)
+# Part 1 needs no stap: fake build and sign scripts record how mk/modules.mk calls them.
+# Part 2 signs copies (never the built files) of the modules already built under
+# build/modules/ABI/ with a throwaway key, for every ABI whose sign-file can be found, and checks
+# the signature with modinfo and openssl; it needs root for a kernel of another release (the
+# tree is entered with chroot) and is skipped where nothing is built.
+set -u
+top=$(cd "$(dirname "$0")/../.." && pwd)
+out=$(realpath -m "${1:-$top/build/modules-test}")
+rm -rf "$out"
+mkdir -p "$out"
+. "$top/tests/assert.sh"
+
+# ---- Part 1: the KVER list in mk/modules.mk -------------------------------------------------
+cat >"$out/fake-build.sh" <<'FAKE'
+#!/bin/bash
+echo "build $*" >>"$FAKE_LOG"
+case " $* " in *" --kver bad-"*) echo "fake-build: cannot build $*" >&2; exit 1 ;; esac
+FAKE
+cat >"$out/fake-sign.sh" <<'FAKE'
+#!/bin/bash
+echo "sign $*" >>"$FAKE_LOG"
+FAKE
+log=$out/calls.log
+mk() {
+  : >"$log"
+  FAKE_LOG=$log make -s --no-print-directory -C "$top" -f mk/modules.mk \
+    BUILD_MODULES_SH="$out/fake-build.sh" SIGN_MODULES_SH="$out/fake-sign.sh" "$@" \
+    >"$out/make.out" 2>"$out/make.err"
+}
+calls() { cat "$log"; }
+k1=6.1.0-57-amd64 k2=6.12.118+deb13-amd64
+
+mk modules KVER="$k1 $k2" MODULES="tcp udp" SIGN_KEY=K SIGN_CERT=C
+rc=$?
+check "a list: make succeeds" test "$rc" = 0
+check "a list: each kernel built in turn, then signed" test "$(calls)" = "build --kver $k1 tcp udp
+sign $k1 K C
+build --kver $k2 tcp udp
+sign $k2 K C"
+check "a list: says which kernel it is at" test "$(grep -c '^==> modules for KVER=' "$out/make.out")" = 2
+
+mk modules KVER="bad-1 $k2" SIGN_KEY=K SIGN_CERT=C
+rc=$?
+check "a failed kernel: make fails" test "$rc" != 0
+check "a failed kernel: the others are still built and signed, it is not signed" test "$(calls)" = "build --kver bad-1
+build --kver $k2
+sign $k2 K C"
+check "a failed kernel: the make names it" grep -q "failed for KVER word(s): bad-1 " "$out/make.err"
+
+mk modules KVER="$k1"
+check "one kernel: as before (no list header, no signing)" \
+  test "$(calls)" = "build --kver $k1" -a ! -s "$out/make.out"
+mk modules KVER=bad-2
+check "one kernel failing: make fails naming it" grep -q "failed for KVER: bad-2 " "$out/make.err"
+
+mk modules
+check "no KVER: the script's default (no --kver)" test "$(calls)" = "build "
+
+mk modules-lint KVER="$k1 $k2" MODULES=tcp SIGN_KEY=K SIGN_CERT=C
+check "modules-lint takes a list (and never signs)" test "$(calls)" = "build --lint --kver $k1 tcp
+build --lint --kver $k2 tcp"
+
+mk modules-force KVER="$k1 $k2" MODULES=tcp SIGN_KEY=K SIGN_CERT=C
+check "modules-force takes a list, rebuilds every group and signs" test "$(calls)" = "build --force --kver $k1
+sign $k1 K C
+build --force --kver $k2
+sign $k2 K C"
+
+mk modules KVER="$k1 $k2" SIGN_KEY=K
+rc=$?
+check "SIGN_KEY without SIGN_CERT: refused before any build" test "$rc" != 0 -a ! -s "$log"
+
+# ---- Part 2: signing for each built kernel, with its own sign-file --------------------------
+shopt -s nullglob
+dirs=("$top"/build/modules/*/collectd_stap_tcp.ko)
+signed=0
+if [ ${#dirs[@]} = 0 ] || ! command -v openssl >/dev/null; then
+  echo "SKIP: signing (no module built under build/modules/, or no openssl; make modules first)"
+else
+  s=$out/sign
+  mkdir -p "$s/keys"
+  openssl req -new -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=collectd-stap fleet test/" \
+    -keyout "$s/keys/key.pem" -outform DER -out "$s/keys/cert.der" >/dev/null 2>&1
+  openssl x509 -inform DER -in "$s/keys/cert.der" -out "$s/keys/cert.pem"
+  serial=$(openssl x509 -inform DER -in "$s/keys/cert.der" -noout -serial | sed 's/^serial=//')
+  for ko in "${dirs[@]}"; do
+    kdir=$(dirname "$ko")
+    kver=$(basename "$kdir")
+    mkdir -p "$s/mods/$kver"
+    cp "$kdir"/collectd_stap_*.ko "$s/mods/$kver/"
+    if ! MODULES_OUT=$s/mods bash "$top/scripts/sign-modules.sh" "$kver" "$s/keys/key.pem" "$s/keys/cert.der" \
+      >"$s/$kver.log" 2>&1; then
+      if grep -q 'sign-file not found' "$s/$kver.log"; then
+        echo "SKIP: $kver: $(cat "$s/$kver.log")"
+      else
+        bad "$kver: sign-modules failed: $(cat "$s/$kver.log")"
+      fi
+      continue
+    fi
+    signed=$((signed + 1))
+    if [ ! -x "/usr/src/linux-headers-$kver/scripts/sign-file" ]; then
+      check "$kver: another release's kernel, signed with the sign-file in its tree" \
+        grep -q "is Debian .*'s kernel: signing with .* in the .* tree" "$s/$kver.log"
+    fi
+    m=$s/mods/$kver/collectd_stap_tcp.ko
+    check "$kver: the signature marker is appended" bash -c "tail -c 28 '$m' | grep -q '~Module signature appended~'"
+    check "$kver: modinfo reads the signer" bash -c "modinfo -F signer '$m' | grep -qx 'collectd-stap fleet test'"
+    check "$kver: modinfo's sig_key is the certificate's serial" \
+      bash -c "modinfo -F sig_key '$m' | tr -d ':\n' | grep -qix '$serial'"
+    # The PKCS#7 signature verifies against the module's contents with the certificate.
+    check "$kver: the signature verifies (openssl cms)" python3 - "$m" "$s" <<'PY'
+import struct, subprocess, sys
+m, s = sys.argv[1], sys.argv[2]
+b = open(m, 'rb').read()
+magic = b'~Module signature appended~\n'
+end = len(b) - len(magic) - 12
+n = struct.unpack('>I', b[end + 8:end + 12])[0]
+open(s + '/sig.der', 'wb').write(b[end - n:end])
+open(s + '/content', 'wb').write(b[:end - n])
+sys.exit(subprocess.run(['openssl', 'cms', '-verify', '-binary', '-inform', 'DER', '-in', s + '/sig.der',
+                         '-content', s + '/content', '-certfile', s + '/keys/cert.pem',
+                         '-CAfile', s + '/keys/cert.pem', '-out', '/dev/null'],
+                        stderr=subprocess.DEVNULL).returncode)
+PY
+    MODULES_OUT=$s/mods bash "$top/scripts/sign-modules.sh" "$kver" "$s/keys/key.pem" "$s/keys/cert.der" \
+      >"$s/$kver.again.log" 2>&1
+    check "$kver: a second run leaves signed modules alone" grep -q 'is already signed' "$s/$kver.again.log"
+  done
+  check "at least one kernel's modules were signed" test "$signed" -gt 0
+  # Signing in a tree bound our directories there, leaving empty ones behind: remove them.
+  for t in "${XDG_CACHE_HOME:-$HOME/.cache}"/collectd-stap/trees/*/; do
+    [ ! -d "${t%/}$out" ] || find "${t%/}$out" -depth -type d -empty -delete
+  done
+fi
+
+# The error for a kernel whose sign-file is nowhere names the path and what to do.
+mkdir -p "$out/nohdr/0.0.0-nohdr"
+MODULES_OUT=$out/nohdr bash "$top/scripts/sign-modules.sh" 0.0.0-nohdr /dev/null /dev/null >"$out/nohdr.log" 2>&1
+check "no sign-file: fails naming the path and the command" \
+  grep -q '/usr/src/linux-headers-0.0.0-nohdr/scripts/sign-file not found.*make modules KVER=0.0.0-nohdr' "$out/nohdr.log"
+summary
