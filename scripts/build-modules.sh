@@ -789,6 +789,24 @@ estimate_time() {
     info "$what $n module(s) for $KVER: about $(( (total + 59) / 60 )) min on this machine, if no other build holds the lock ($src; times in $TIMES_FILE)"
 }
 
+# module_current FILE.stp OUT_DIR: true (and says so) if the module of FILE.stp in OUT_DIR was
+# built (or, in lint mode, linted) from exactly its current inputs (the build key).
+module_current() {
+    local stp=$1 out_dir=$2 group name ko key
+    group=$(basename "$stp" .stp)
+    name="collectd_stap_$group"
+    ko="$out_dir/$name.ko"
+    key=$(module_key "$stp" "$name") || return 1
+    if [ "$mode" = lint ]; then
+        [ "$(cat "$out_dir/.$name.lint-key" 2>/dev/null)" = "$key" ] || return 1
+        info "[$group] lint ok (cached: its inputs are those of the lint that passed)"
+    else
+        [ -f "$ko" ] && [ "$(cat "$out_dir/.$name.key" 2>/dev/null)" = "$key" ] || return 1
+        [ -f "${ko%.ko}.params" ] || write_params "$stp" "${ko%.ko}.params"
+        info "[$group] up to date: $ko"
+    fi
+}
+
 main() {
     T_START=$(now)
     resolve_kver
@@ -829,15 +847,7 @@ main() {
         esac
         name="collectd_stap_$group"
         ko="$out_dir/$name.ko"
-        if [ "$force" = 0 ] && key=$(module_key "$stp" "$name") && {
-               if [ "$mode" = lint ]; then [ "$(cat "$out_dir/.$name.lint-key" 2>/dev/null)" = "$key" ]
-               else [ -f "$ko" ] && [ "$(cat "$out_dir/.$name.key" 2>/dev/null)" = "$key" ]; fi; }; then
-            if [ "$mode" = lint ]; then
-                info "[$group] lint ok (cached: its inputs are those of the lint that passed)"
-            else
-                [ -f "${ko%.ko}.params" ] || write_params "$stp" "${ko%.ko}.params"
-                info "[$group] up to date: $ko"
-            fi
+        if [ "$force" = 0 ] && module_current "$stp" "$out_dir"; then
             skipped=$((skipped + 1))
             continue
         fi
@@ -855,6 +865,21 @@ main() {
     if ! flock -n 9; then
         info "another module build is running; waiting for it"
         flock 9
+        # It may have built some of ours meanwhile (`make check` builds ahead in the background).
+        local still=()
+        for stp in "${todo[@]}"; do
+            if [ "$force" = 0 ] && module_current "$stp" "$out_dir"; then
+                skipped=$((skipped + 1))
+            else
+                still+=("$stp")
+            fi
+        done
+        todo=("${still[@]}")
+        if [ ${#todo[@]} -eq 0 ]; then
+            info "KVER=$KVER: all ${#stps[@]} $( [ "$mode" = lint ] && echo linted || echo up to date) (the other build made them)"
+            [ "$failed" = 0 ] || die "some modules failed (see above)"
+            return 0
+        fi
     fi
 
     info "SystemTap cache: ${SYSTEMTAP_DIR:-$HOME/.systemtap}${COLLECTD_STAP_IN_TREE:+ in the $COLLECTD_STAP_IN_TREE tree} (keep it stable for fast rebuilds)"
