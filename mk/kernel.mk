@@ -14,6 +14,19 @@
 
 KERNEL_TEST_TIMEOUT ?= 1200
 RELEASE ?=
+
+ifeq ($(RELEASE),all)
+# RELEASE=all: the tier on each supported release in turn (bookworm and trixie; the host's
+# first), every one run even if an earlier one failed; fails if any failed.
+check-kernel check-stress:
+	@host=$$(. /etc/os-release 2>/dev/null && echo $$VERSION_CODENAME); failed=; \
+	for r in $$host bookworm trixie; do \
+	  case " $$done " in *" $$r "*) continue ;; esac; done="$$done $$r"; \
+	  $(MAKE) --no-print-directory $@ RELEASE=$$r || failed="$$failed $$r"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "$@ RELEASE=all: failed on$$failed" >&2; exit 1; fi; \
+	echo "==> $@ passed on$$done"
+else
 KT_HOST_RELEASE := $(shell . /etc/os-release 2>/dev/null && echo $$VERSION_CODENAME)
 # Non-empty when RELEASE names another release than the host's.
 KT_FOREIGN := $(if $(RELEASE),$(filter-out $(KT_HOST_RELEASE),$(RELEASE)))
@@ -74,6 +87,8 @@ check-stress: $(KT_PLUGIN_DEP) | deps-kernel deps-collectd
 	rm -rf $(STRESS_OUT) && \
 	scripts/vm/run-guest.sh --kver $$kver $$root_args $(kt_modules_arg) --cpus $(STRESS_CPUS) --results $(abspath $(STRESS_OUT)) \
 	  --timeout $(KERNEL_TEST_TIMEOUT) tests/kernel/run-all.sh stress
+
+endif
 
 # make run [DURATION=seconds]: see scripts/run.sh.
 .PHONY: run
