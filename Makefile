@@ -93,8 +93,10 @@ check:
 	echo "==> building the modules for bookworm's and trixie's kernels in the background ($$log)"; \
 	setsid $(MAKE) --no-print-directory modules KVER="$(HOST_RELEASE_NAME) $(OTHER_RELEASE)" \
 	  >$$log 2>&1 </dev/null & ahead=$$!; \
+	stop_ahead() { kill -0 $$ahead 2>/dev/null && kill -TERM -- -$$ahead 2>/dev/null; wait $$ahead; }; \
+	trap 'stop_ahead; exit 130' INT TERM HUP; \
 	$(MAKE) --no-print-directory $(CHECK_TIERS); rc=$$?; \
-	if kill -0 $$ahead 2>/dev/null; then kill -TERM -- -$$ahead 2>/dev/null; fi; wait $$ahead; \
+	stop_ahead; \
 	[ $$rc = 0 ] && echo "==> all test tiers passed"; exit $$rc
 
 clean:
