@@ -12,7 +12,7 @@
 # (scripts/vm/release-root.sh). Evidence goes to $(BUILD)/kernel-test-RELEASE.
 .PHONY: check-kernel check-stress kernel-kver
 
-KERNEL_TEST_TIMEOUT ?= 1200
+KERNEL_TEST_TIMEOUT ?= 2400
 RELEASE ?=
 
 ifeq ($(RELEASE),all)
