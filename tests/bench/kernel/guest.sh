@@ -198,6 +198,23 @@ stap_start() {
   event "modules loaded for $cfg: $*"
 }
 
+# reap_within_60s PID WHAT SIGNAL: wait up to 60 s for PID (already sent SIGNAL) to exit, else
+# report it broken and SIGKILL it (status 1); reaps it either way.
+reap_within_60s() {
+  local pid=$1 what=$2 sig=$3 i rc=0
+  for ((i = 0; i < 600; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    broken "$what still running 60 s after $sig; SIGKILL"
+    kill -KILL "$pid" 2>/dev/null
+    rc=1
+  fi
+  wait "$pid" 2>/dev/null
+  return $rc
+}
+
 # stap_stop CFG: SIGTERM every staprun, wait (60 s each, then SIGKILL = broken).
 stap_stop() {
   local cfg=$1 pid i rc=0
@@ -205,16 +222,7 @@ stap_stop() {
     kill -TERM "$pid" 2>/dev/null
   done
   for pid in "${stap_pids[@]}"; do
-    for ((i = 0; i < 600; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      broken "staprun $pid ($cfg) still running 60 s after SIGTERM; SIGKILL"
-      kill -KILL "$pid" 2>/dev/null
-      rc=1
-    fi
-    wait "$pid" 2>/dev/null
+    reap_within_60s "$pid" "staprun $pid ($cfg)" SIGTERM || rc=1
   done
   stap_pids=()
   for ((i = 0; i < 300; i++)); do
@@ -337,18 +345,10 @@ bpf_start() {
 
 # bpf_stop CFG [quiet]: SIGINT to every bpftrace (they print their counts), 60 s each, then SIGKILL.
 bpf_stop() {
-  local cfg=$1 i pid
+  local cfg=$1 pid
   for pid in "${bpf_pids[@]}"; do kill -INT "$pid" 2>/dev/null; done
   for pid in "${bpf_pids[@]}"; do
-    for ((i = 0; i < 600; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      broken "bpftrace $pid ($cfg) still running 60 s after SIGINT; SIGKILL"
-      kill -KILL "$pid" 2>/dev/null
-    fi
-    wait "$pid" 2>/dev/null
+    reap_within_60s "$pid" "bpftrace $pid ($cfg)" SIGINT
   done
   bpf_pids=()
   [ -n "${2:-}" ] || event "bpftrace stopped for $cfg"
