@@ -72,6 +72,8 @@ check-unit: $(UNIT_BINS) $(BUILD)/stap.so
 	  echo "==> $$t"; \
 	  timeout -k 10 $(UNIT_TIMEOUT) $$t || failed="$$failed $${t##*/}"; \
 	done; \
+	echo "==> tests/kernel/csv-days.sh (the kernel scenarios' csv helpers across midnight)"; \
+	bash tests/kernel/csv-days.sh || failed="$$failed csv-days.sh"; \
 	if [ -n "$$failed" ]; then \
 	  echo "==> unit tests FAILED:$$failed" >&2; exit 1; \
 	fi; \

@@ -13,8 +13,11 @@
 #   kt_collectd_start CSVFILE        start collectd, wait for a first value
 #   kt_collectd_stop                 SIGINT, bounded wait, then checks that
 #                                    no staprun/stapio and no module is left
+#   kt_rows DIR/NAME                 all rows of a csv series (its files of
+#                                    every day, oldest first)
 #   kt_csv DIR/NAME                  all values of a csv series (one a line)
 #   kt_last DIR/NAME                 its last value
+#   kt_names DIR PREFIX              the series named PREFIX... in DIR
 #   kt_done                          the "N passed, N failed" line; status
 set -u
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -109,8 +112,15 @@ CONF
   : >"$out/collectd.log"
 }
 
-kt_csv() { tail -n +2 "$1"-20* 2>/dev/null | cut -d, -f2; }
+# collectd's csv plugin writes series NAME to NAME-YYYY-MM-DD and starts a new file at
+# midnight: a series is all its files, oldest first (the glob sorts them by date), so a
+# scenario that runs across midnight reads the same values as one that does not.
+kt_rows() { awk 'FNR > 1' "$1"-20[0-9][0-9]-[0-9][0-9]-[0-9][0-9] 2>/dev/null; }
+kt_csv() { kt_rows "$1" | cut -d, -f2; }
 kt_last() { kt_csv "$1" | tail -1; }
+# kt_names DIR PREFIX: the series in DIR whose names start with PREFIX, each once, without
+# the date.
+kt_names() { (cd "$1" 2>/dev/null && ls) | sed -n "s/^\($2.*\)-20[0-9][0-9]-[0-9][0-9]-[0-9][0-9]\$/\1/p" | sort -u; }
 
 kt_collectd_start() { # CSVFILE (without the -DATE suffix)
   local first=$1 t0

@@ -31,7 +31,7 @@ mod_health() { # CSVDIR
 no_abort_text() { ! grep -Eiq 'MAXACTION|Array overflow|aggregation overflow|aborted|fatal' "$@"; }
 # The series has at least N rows stamped after T (epoch seconds).
 rows_after() { # CSVFILE T N
-  [ "$(tail -n +2 "$1"-20* 2>/dev/null | awk -F, -v t="$2" '$1 > t' | wc -l)" -ge "$3" ]
+  [ "$(kt_rows "$1" | awk -F, -v t="$2" '$1 > t' | wc -l)" -ge "$3" ]
 }
 # The largest "info batch N used X of M actions" of a module's output.
 max_actions() { cat "$@" | grep -o 'batch [0-9]* \(used\|cost\) [0-9]* of' | awk '$4 > m { m = $4 } END { print m + 0 }'; }
@@ -174,10 +174,9 @@ check "(b) SYN-queue drops happened (${drop:-none} >= 5)" [ "${drop:-0}" -ge 5 ]
 check "(b) overflows + drops $((ovf + drop)) <= ListenDrops $d_ldrop + $tol" [ $((ovf + drop)) -le $((d_ldrop + tol)) ]
 for kind in accept-queue-overflows syn-queue-full-drops syn-queue-full-cookies; do
   sum=0
-  for f in "$csvdir"/protocol_counter-$kind-port-*; do
-    [ -e "$f" ] || continue
-    n=$(tail -1 "$f" | cut -d, -f2)
-    echo "  $(basename "$f" | sed 's/-20[0-9-]*$//'): $n"
+  for name in $(kt_names "$csvdir" "protocol_counter-$kind-port-"); do
+    n=$(kt_last "$csvdir/$name")
+    echo "  $name: $n"
     sum=$((sum + n))
   done
   check "(b) $kind: per-port series sum to the total ($sum = $(val $kind))" [ "$sum" = "$(val $kind)" ]
@@ -202,8 +201,8 @@ for p in 5011 5012 5013; do
 done
 check "(c) overflows rose in more than one interval on port 5011 (rate limit exercised)" \
   [ "$(kt_csv "$csvdir/protocol_counter-accept-queue-overflows-port-5011" | awk 'NR > 1 && $1 != p { r++ } { p = $1 } END { print r + 0 }')" -ge 2 ]
-accepts=$(tail -n +2 "$csvdir"/stap_latency-accept-20* | awk -F, '{ s += $2 } END { print s + 0 }')
-lmax=$(tail -n +2 "$csvdir"/stap_latency-accept-20* | awk -F, '$2 > 0 && $4 > m { m = $4 } END { print m + 0 }')
+accepts=$(kt_rows "$csvdir/stap_latency-accept" | awk -F, '{ s += $2 } END { print s + 0 }')
+lmax=$(kt_rows "$csvdir/stap_latency-accept" | awk -F, '$2 > 0 && $4 > m { m = $4 } END { print m + 0 }')
 read -r _ _ tmax _ _ <<<"$(user_lat "$out/latency.txt")"
 echo "accepts in csv: $accepts (test: 10); largest per-interval max: $lmax us (test: $tmax us)" | tee -a "$out/measurements.txt"
 check "(c) accept latency count over all intervals = 10 accepts ($accepts)" [ "$accepts" = 10 ]

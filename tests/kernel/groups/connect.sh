@@ -26,7 +26,7 @@ mod_health() { # CSVDIR
 no_abort_text() { ! grep -Eiq 'MAXACTION|Array overflow|aggregation overflow|aborted|fatal' "$@"; }
 # The series has at least N rows stamped after T (epoch seconds).
 rows_after() { # CSVFILE T N
-  [ "$(tail -n +2 "$1"-20* 2>/dev/null | awk -F, -v t="$2" '$1 > t' | wc -l)" -ge "$3" ]
+  [ "$(kt_rows "$1" | awk -F, -v t="$2" '$1 > t' | wc -l)" -ge "$3" ]
 }
 max_actions() { cat "$@" | grep -o 'batch [0-9]* \(used\|cost\) [0-9]* of' | awk '$4 > m { m = $4 } END { print m + 0 }'; }
 # MODULE <= EXPECTED <= MODULE + TOL
@@ -150,7 +150,7 @@ for k in $(printf '%s\n' "${!want[@]}" | sort); do
   v=$(val "$k")
   check "(b) $k: module ${v:-none} vs ${want[$k]} calls the test made (short by at most $tol)" short_ok "$v" "${want[$k]}" "$tol"
 done
-extra=$(cd "$csvdir" && ls connections-ipv* | sed 's/^connections-//; s/-20[0-9-]*$//' | while read -r k; do [ -n "${want[$k]:-}" ] || echo "$k"; done)
+extra=$(kt_names "$csvdir" connections-ipv | sed 's/^connections-//' | while read -r k; do [ -n "${want[$k]:-}" ] || echo "$k"; done)
 check "(b) no result series the test did not cause (${extra:-none})" [ -z "$extra" ]
 for exp in "ipv4-ECONNREFUSED 7" "ipv6-ECONNREFUSED 3" "ipv4-EINPROGRESS 4" "ipv6-success 5" \
   "ipv4-success 6" "ipv4-ETIMEDOUT 1"; do
@@ -167,9 +167,9 @@ check "(b) handshake-established ${est:-none} vs 15 (short by at most $tol)" sho
 check "(b) handshake-failed ${hf:-none} vs 11 (short by at most $tol)" short_ok "$hf" 11 "$tol"
 check "(b) established + failed vs Tcp ActiveOpens delta $((a1 - a0)) (short by at most $tol)" short_ok $((est + hf)) $((a1 - a0)) "$tol"
 check "(b) handshake-failed vs Tcp AttemptFails delta $((f1 - f0)) (short by at most $tol)" short_ok "$hf" $((f1 - f0)) "$tol"
-sys_n=$(tail -n +2 "$csvdir"/stap_latency-syscall-20* | awk -F, '{ s += $2 } END { print s + 0 }')
-hs_n=$(tail -n +2 "$csvdir"/stap_latency-handshake-20* | awk -F, '{ s += $2 } END { print s + 0 }')
-sys_max=$(tail -n +2 "$csvdir"/stap_latency-syscall-20* | awk -F, '$2 > 0 && $4 > m { m = $4 } END { print m + 0 }')
+sys_n=$(kt_rows "$csvdir/stap_latency-syscall" | awk -F, '{ s += $2 } END { print s + 0 }')
+hs_n=$(kt_rows "$csvdir/stap_latency-handshake" | awk -F, '{ s += $2 } END { print s + 0 }')
+sys_max=$(kt_rows "$csvdir/stap_latency-syscall" | awk -F, '$2 > 0 && $4 > m { m = $4 } END { print m + 0 }')
 read -r _ _ bh_max _ _ _ <<<"$(user_lat "$out/blackhole4.txt")"
 echo "latency counts over all intervals: syscall $sys_n (test: 26 calls), handshake $hs_n (15); largest syscall max $sys_max us (ETIMEDOUT call: $bh_max us)" | tee -a "$out/measurements.txt"
 check "(b) syscall latency count $sys_n vs 26 connect() calls (short by at most $tol)" short_ok "$sys_n" 26 "$tol"

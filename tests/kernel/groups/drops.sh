@@ -87,18 +87,18 @@ nfd=$(series packets-netfilter_drop)
 nos=$(series packets-no_socket)
 tot=$(series packets-total)
 sum=0
-for f in "$csvdir"/packets-*; do
-  case "$f" in */packets-total-20*) continue ;; esac
-  n=$(tail -1 "$f" | cut -d, -f2)
-  echo "  $(basename "$f" | sed 's/-20[0-9-]*$//'): $n"
+for name in $(kt_names "$csvdir" packets-); do
+  [ "$name" = packets-total ] && continue
+  n=$(kt_last "$csvdir/$name")
+  echo "  $name: $n"
   sum=$((sum + n))
 done
 read -r short blocked bms bmin bmax partial <<<"$(sed -n 's/^short_nonblocking=\([0-9]*\) blocked=\([0-9]*\) blocked_ms=\([0-9]*\) blocked_min_ms=\([0-9]*\) blocked_max_ms=\([0-9]*\) partial_blocked=\([0-9]*\)$/\1 \2 \3 \4 \5 \6/p' "$out/sndbuf.txt")"
 waits=$(series operations-sndbuf_waits)
 wms=$(series total_time_in_ms-sndbuf_waits)
-lat=$(ls "$csvdir"/stap_latency-sndbuf_wait-20* 2>/dev/null | head -1)
-lcount=$(tail -n +2 "$lat" | awk -F, '{ s += $2 } END { print s + 0 }')
-lmax=$(tail -n +2 "$lat" | awk -F, '$2 > 0 && $4 > m { m = $4 } END { print m + 0 }')
+lat=$csvdir/stap_latency-sndbuf_wait
+lcount=$(kt_rows "$lat" | awk -F, '{ s += $2 } END { print s + 0 }')
+lmax=$(kt_rows "$lat" | awk -F, '$2 > 0 && $4 > m { m = $4 } END { print m + 0 }')
 lmax_ms=$((${lmax%.*} / 1000))
 slack=$((${skipped:-0} + ${herr:-0}))      # events SystemTap says it lost
 wslack=$((slack + ${slost:-0}))           # ... and waits whose start stamp was replaced

@@ -56,7 +56,7 @@ else
   grep -E 'stap plugin: .*(ERROR|error|exited|not)' "$out/collectd.log" | head -20
 fi
 "$top/tests/kernel/tcp_load.py" 5301 5 2 20000 0.05 >/dev/null
-running() { grep -qE ',1(\.0+)?$' "$(ls "$csv/stap-$1"/stap_running-20* 2>/dev/null | head -1)" 2>/dev/null; }
+running() { kt_csv "$csv/stap-$1/stap_running" | grep -qE '^1(\.0+)?$'; }
 all_running() { local g; for g in $groups; do running "$g" || return 1; done; }
 wait_for 60 all_running
 for g in $groups; do

@@ -314,7 +314,7 @@ kt_collectd_start "$csvdir/stap_running" || { kt_done; exit 1; }
 # collectd's csv directory of plugin instance PINST is stap-PINST.
 csvpath() { echo "$csv/stap-$1"; }
 series() { kt_last "$(csvpath "$1")"; }
-field() { tail -1 "$(csvpath "$1")"-20* 2>/dev/null | cut -d, -f"$2"; }
+field() { kt_rows "$(csvpath "$1")" | tail -1 | cut -d, -f"$2"; }
 batches() { series netdev/stap_events-batches; }
 more_batches() { [ "$(batches)" -ge "$1" ]; }
 # next_batches N: N more batches dispatched (the csv holds their values then).
@@ -338,7 +338,7 @@ pB=vB.ns$ns
 # vA's row (and so its latency distribution) exists before it sends anything.
 wait_for 60 has_series netdev-vA/if_packets
 wait_for 60 has_series "netdev-$pB/if_packets"
-t0tx=$(tail -n +2 "$(ls "$(csvpath netdev-vA)"/if_packets-20* | head -1)" | head -1 | cut -d, -f3)
+t0tx=$(kt_rows "$(csvpath netdev-vA/if_packets)" | head -1 | cut -d, -f3)
 
 say "traffic over the veth pair: 2 MB of TCP, 100 UDP datagrams"
 ip netns exec kt_nd timeout 30 socat -u TCP-LISTEN:7000,bind=10.77.0.2 OPEN:/dev/null &
@@ -393,9 +393,9 @@ mA=$(field netdev-vA/if_packets 2,3)
 oA=$(field netdev-vA/if_octets 2,3)
 mB=$(field "netdev-$pB/if_packets" 2,3)
 oB=$(field "netdev-$pB/if_octets" 2,3)
-lat=$(ls "$(csvpath netdev-vA)"/stap_latency-txqueue-20* 2>/dev/null | head -1)
-lcount=$(tail -n +2 "$lat" | awk -F, '{ s += $2 } END { print s + 0 }')
-lmax=$(tail -n +2 "$lat" | awk -F, '$2 > 0 && $4 > m { m = $4 } END { print m + 0 }')
+lat=$(csvpath netdev-vA/stap_latency-txqueue)
+lcount=$(kt_rows "$lat" | awk -F, '{ s += $2 } END { print s + 0 }')
+lmax=$(kt_rows "$lat" | awk -F, '$2 > 0 && $4 > m { m = $4 } END { print m + 0 }')
 tol=$((${skipped:-0} + ${errors:-0}))
 {
   echo "vA packets rx,tx (csv): $mA   /proc/net/dev: $rxpA,$txpA (tx dropped $txdA)"

@@ -31,7 +31,7 @@ no_abort_text() { ! grep -Eiq 'MAXACTION|Array overflow|aggregation overflow|abo
 # The series has at least N rows stamped after T (epoch seconds): the batches
 # that carry everything up to T have been dispatched.
 rows_after() { # CSVFILE T N
-  [ "$(tail -n +2 "$1"-20* 2>/dev/null | awk -F, -v t="$2" '$1 > t' | wc -l)" -ge "$3" ]
+  [ "$(kt_rows "$1" | awk -F, -v t="$2" '$1 > t' | wc -l)" -ge "$3" ]
 }
 # MODULE <= EXPECTED <= MODULE + TOL: the module may miss what it reported missing.
 # Retransmits also get the kernel's untraced ones: __tcp_retransmit_skb() (net/ipv4/
@@ -274,10 +274,8 @@ say "loss was on for $((t_off - t_on)) s"
 # Let the last retransmit timers fire: three batches after the load ended with
 # the value unchanged.
 stable() {
-  local f
-  f=$(ls "$csvdir"/protocol_counter-retransmits-20* | tail -1)
   rows_after "$csvdir/protocol_counter-retransmits" "$t_end" 3 &&
-    [ "$(tail -3 "$f" | cut -d, -f2 | sort -u | wc -l)" = 1 ]
+    [ "$(kt_csv "$csvdir/protocol_counter-retransmits" | tail -3 | sort -u | wc -l)" = 1 ]
 }
 t_end=$(date +%s)
 wait_for 60 stable
@@ -319,10 +317,9 @@ short_by "(a) plugin vs RetransSegs delta" "$v" "$delta" "$tol"
 # handful is fine, a climb is not.
 check "(a) at most 5 retransmits before loss (quiet value $quiet)" [ "${quiet:-99}" -le 5 ]
 port_sum=0
-for f in "$csvdir"/protocol_counter-retransmits-port-*; do
-  [ -e "$f" ] || continue
-  n=$(tail -1 "$f" | cut -d, -f2)
-  echo "  $(basename "$f" | sed 's/-20[0-9-]*$//'): $n"
+for name in $(kt_names "$csvdir" protocol_counter-retransmits-port-); do
+  n=$(kt_last "$csvdir/$name")
+  echo "  $name: $n"
   port_sum=$((port_sum + n))
 done
 check "(a) per-port series sum to the total ($port_sum = $v)" [ "$port_sum" = "$v" ]
@@ -344,9 +341,9 @@ check "(b) WARNING logged while loss was on (log lines $lines_on..$lines_off, fo
 # i.e. at the first batch whose rate is above the shipped WarningMax. The
 # log's stamps are whole seconds, the csv's are not: allow 1 s for rounding.
 warn_max=$(awk '$1 == "WarningMax" {print $2; exit}' "$top/collectd.conf.d/stap-thresholds.conf")
-t_climb=$(awk -F, -v max="$warn_max" 'NR > 1 {
+t_climb=$(kt_rows "$csvdir/protocol_counter-retransmits" | awk -F, -v max="$warn_max" '{
     if (pt != "" && ($2 - p) / ($1 - pt) > max) { printf "%d\n", $1; exit }
-    p = $2; pt = $1 }' "$csvdir"/protocol_counter-retransmits-20*)
+    p = $2; pt = $1 }')
 if [ -n "$warn" ] && [ -n "$t_climb" ]; then
   t_warn=$(date -d "$(sed 's/^[0-9]*:\[\([^]]*\)\].*/\1/' <<<"$warn")" +%s)
   {
