@@ -3,7 +3,8 @@
 # group's real retransmits (netem loss on one port's traffic only):
 #  - alerts that name the flows: the threshold's WARNING makes the plugin read
 #    the tcp module's top_flows file and send a follow-up naming the lossy
-#    flow, not the clean one;
+#    flows; with a clean load beside the lossy one, top_flows ranks the lossy
+#    port's flows first;
 #  - forwarding: a second collectd ("central") receives the values over the
 #    network plugin on loopback and writes them with csv; the stap values
 #    arrive under the sender's host name;
