@@ -47,7 +47,7 @@ bench-kernel: $(BENCH_KERNEL_DIR)/netbench | deps-kernel deps-bench-kernel
 	python3 tests/bench/kernel/probes.py $(BUILD)/modules/$$kver $$run/probes $$groups; \
 	{ echo "loadavg at start $$(cut -d' ' -f1-3 /proc/loadavg)"; echo "$$(nproc) cores"; } >$$run/host.txt; \
 	t0=$$(date +%s); rc=0; \
-	( while :; do echo "$$(date +%s) $$(cut -d' ' -f1 /proc/loadavg)"; sleep 5; done ) >$$run/host-load.txt & lpid=$$!; trap "kill $$lpid 2>/dev/null" EXIT; \
+	( while :; do echo "$$(date +%s) $$(cut -d' ' -f1 /proc/loadavg)"; sleep 5; done ) >$$run/host-load.txt & lpid=$$!; trap "kill $$lpid 2>/dev/null || :" EXIT; \
 	scripts/vm/run-guest.sh --kver $$kver --cpus $(BENCH_KERNEL_CPUS) --results $$run \
 	  --timeout $(BENCH_KERNEL_TIMEOUT) tests/bench/kernel/guest.sh \
 	  duration=$(BENCH_KERNEL_DURATION) warmup=$(BENCH_KERNEL_WARMUP) reps=$(BENCH_KERNEL_REPS) \
