@@ -205,7 +205,10 @@ accepts=$(kt_rows "$csvdir/stap_latency-accept" | awk -F, '{ s += $2 } END { pri
 lmax=$(kt_rows "$csvdir/stap_latency-accept" | awk -F, '$2 > 0 && $4 > m { m = $4 } END { print m + 0 }')
 read -r _ _ tmax _ _ <<<"$(user_lat "$out/latency.txt")"
 echo "accepts in csv: $accepts (test: 10); largest per-interval max: $lmax us (test: $tmax us)" | tee -a "$out/measurements.txt"
-check "(c) accept latency count over all intervals = 10 accepts ($accepts)" [ "$accepts" = 10 ]
+# Each accept is one probe hit: short by at most what the module reports it missed (a loaded
+# run with two busy loops on the host's two cores skipped 1 and counted 9).
+lat_count_ok() { [ "$accepts" -le 10 ] && [ "$accepts" -ge $((10 - tol)) ]; }
+check "(c) accept latency count over all intervals = 10 accepts, short by at most $tol ($accepts)" lat_count_ok
 check "(c) largest max $lmax us vs test's $tmax us (6.25% + 20 ms)" lat_close "$lmax" "$tmax"
 
 # ---------------------------------------------------------------- (e) caps
