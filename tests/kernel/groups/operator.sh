@@ -117,7 +117,7 @@ most() { [ "$1" -gt 0 ] && [ $((2 * $1)) -gt "$2" ]; }
 named=$(named_by_port $port <<<"$flow_list")
 check "the follow-up's flows are mostly to the lossy port $port (retransmits: to $port, all: $named)" most $named
 wait $lossy $clean
-# The module's own ranking after both loads (the last 30-60 s): "flow LOCAL <-> REMOTE COUNT".
+# The module's own ranking after both loads (the last 30-60 s): "flow LOCAL REMOTE COUNT" lines.
 top_flows=/proc/systemtap/collectd_stap_tcp/top_flows
 grep '^flow ' "$top_flows" | sed 's/^flow //' >"$out/top-flows-after.txt"
 sed 's/^/  top_flows: /' "$out/top-flows-after.txt"
