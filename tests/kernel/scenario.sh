@@ -157,16 +157,24 @@ kt_collectd_stop() {
 }
 
 # The module's own reports (the tapset's health rows and info lines), for every group:
-#   log_clean FILE...          no abort text (MAXACTION, Array overflow, aborted, fatal)
+#   log_clean FILE...          no abort text (MAXACTION, Array overflow, aggregation overflow,
+#                              aborted, fatal)
 #   max_actions FILE...        the largest "used N of M actions" figure, or "none"
+#   mod_health CSVDIR          "SKIPPED ERRORS": the last probes_skipped and handler_errors
+#                              the module reported about itself
+#   rows_after CSV T N         the series has at least N rows stamped after T (epoch s)
+#   in_range A MIN MAX         MIN <= A <= MAX, A an integer (fails on "", "none")
 #   raw_batches FILE           complete batches in a module's raw output
 #   batches_after_now CSV      waits until 3 more rows than now were written to a csv series:
 #                              the last was emitted after the call (a batch is in flight for
 #                              well under an interval)
-log_clean() { ! grep -Eiq 'MAXACTION|Array overflow|aborted|fatal' "$@"; }
+log_clean() { ! grep -Eiq 'MAXACTION|Array overflow|aggregation overflow|aborted|fatal' "$@"; }
 max_actions() { grep -ho 'used [0-9]* of [0-9]* actions' "$@" | awk '$2 >= m { m = $2; n++ } END { print n ? m : "none" }'; }
 raw_batches() { grep -c '^end ' "$1"; }
 raw_batches_at_least() { [ "$(raw_batches "$1")" -ge "$2" ]; }
+mod_health() { echo "$(kt_last "$1/stap_module-probes_skipped") $(kt_last "$1/stap_module-handler_errors")"; }
+rows_after() { [ "$(kt_rows "$1" | awk -F, -v t="$2" '$1 > t' | wc -l)" -ge "$3" ]; }
+in_range() { [ "${1:-x}" -ge "$2" ] 2>/dev/null && [ "$1" -le "$3" ]; }
 rows_at_least() { [ "$(kt_csv "$1" | wc -l)" -ge "$2" ]; }
 batches_after_now() { wait_for 60 rows_at_least "$1" $(($(kt_csv "$1" | wc -l) + 3)); }
 

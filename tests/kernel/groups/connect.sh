@@ -19,16 +19,6 @@
 load=$top/tests/kernel/connect_load.py
 kt_require_module connect
 
-# What the module reported about itself, last csv values: "SKIPPED ERRORS".
-mod_health() { # CSVDIR
-  echo "$(kt_last "$1/stap_module-probes_skipped") $(kt_last "$1/stap_module-handler_errors")"
-}
-no_abort_text() { ! grep -Eiq 'MAXACTION|Array overflow|aggregation overflow|aborted|fatal' "$@"; }
-# The series has at least N rows stamped after T (epoch seconds).
-rows_after() { # CSVFILE T N
-  [ "$(kt_rows "$1" | awk -F, -v t="$2" '$1 > t' | wc -l)" -ge "$3" ]
-}
-max_actions() { cat "$@" | grep -o 'batch [0-9]* \(used\|cost\) [0-9]* of' | awk '$4 > m { m = $4 } END { print m + 0 }'; }
 # MODULE <= EXPECTED <= MODULE + TOL
 short_ok() { [ -n "$1" ] && [ "$1" -le "$2" ] && [ $(($2 - $1)) -le "$3" ]; }
 # nft expression modules are not autoloaded in the guest: load them here.
@@ -72,7 +62,7 @@ sed 's/^/  /' "$out/connect-module-output.txt"
 wait_for 30 no_module
 raw_err=$(awk '$1 == "derive" && $3 == "stap_module" && $4 == "handler_errors" { v = $5 } END { print v }' "$out/connect-module-output.txt")
 check "(a) handler_errors 0 (${raw_err:-none})" [ "${raw_err:-x}" = 0 ]
-check "(a) no abort text in staprun's output" no_abort_text "$out/connect-module-output.txt" "$out/connect-module-stderr.txt"
+check "(a) no abort text in staprun's output" log_clean "$out/connect-module-output.txt" "$out/connect-module-stderr.txt"
 read -r uc ua umax u50 u99 uslow <<<"$(user_lat "$out/raw-connects.txt")"
 for what in syscall handshake; do
   read -r mc ma mmax m50 m99 <<<"$(awk -v w=$what '$1 == "gauge" && $4 == w && $5 > 0 { print $5, $6, $7, $8, $9 }' "$out/connect-module-output.txt" | tail -1)"
@@ -133,7 +123,7 @@ kt_collectd_stop connect
 read -r skipped errors <<<"$(mod_health "$csvdir")"
 tol=$((${skipped:-0} + ${errors:-0}))
 check "(b) the module reported handler_errors 0 (${errors:-none})" [ "${errors:-x}" = 0 ]
-check "(b) no abort text in collectd.log" no_abort_text "$out/collectd.log"
+check "(b) no abort text in collectd.log" log_clean "$out/collectd.log"
 mx=$(max_actions "$out/collectd.log")
 echo "module: probes_skipped $skipped, handler_errors $errors; largest batch $mx of 10000 actions" | tee -a "$out/measurements.txt"
 

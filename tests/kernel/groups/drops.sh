@@ -117,7 +117,6 @@ maxact=$(max_actions "$out/collectd.log")
 # short_by MEASURED EXPECTED SLACK: MEASURED is EXPECTED, or short of it by at most SLACK.
 short_by() { [ "${1:-x}" -le "$2" ] 2>/dev/null && [ "$1" -ge $(($2 - $3)) ]; }
 # in_range V LO HI: LO <= V <= HI.
-in_range() { [ "${1:-x}" -ge "$2" ] 2>/dev/null && [ "$1" -le "$3" ]; }
 
 # (a) nf_hook_slow() frees every NF_DROP verdict with SKB_DROP_REASON_NETFILTER_DROP, once
 # per packet, at the same point the rule's counter has already counted it, and nothing

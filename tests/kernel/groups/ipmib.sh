@@ -129,7 +129,6 @@ slack=$((${skipped:-0} + ${herr:-0}))
 maxact=$(max_actions "$out/collectd.log")
 # short_by MEASURED EXPECTED SLACK: MEASURED is EXPECTED, or short of it by at most SLACK.
 short_by() { [ "${1:-x}" -le "$2" ] 2>/dev/null && [ "$1" -ge $(($2 - $3)) ]; }
-in_range() { [ "${1:-x}" -ge "$2" ] 2>/dev/null && [ "$1" -le "$3" ]; }
 
 # What the test made happen at least (3 rounds), per counter.
 declare -A least=(

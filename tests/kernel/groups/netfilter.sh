@@ -158,7 +158,6 @@ slack=$((${skipped:-0} + ${herr:-0}))
 maxact=$(max_actions "$out/collectd.log")
 # short_by MEASURED EXPECTED SLACK: MEASURED is EXPECTED, or short of it by at most SLACK.
 short_by() { [ "${1:-x}" -le "$2" ] 2>/dev/null && [ "$1" -ge $(($2 - $3)) ]; }
-in_range() { [ "${1:-x}" -ge "$2" ] 2>/dev/null && [ "$1" -le "$3" ]; }
 nft delete table ip kt_nf; nft delete table ip6 kt_nf; nft delete table arp kt_nf; nft delete table bridge kt_nf
 for n in a b c d; do ip netns del kt_$n; done
 

@@ -68,15 +68,10 @@ samples=/tmp/kt-restart-snmp.txt
 
 # The -EBUSY retransmits the kernel counts without a tracepoint: see tests/kernel/groups/tcp.sh.
 untraced_retx() { local d=$1; [ $((d / 50)) -gt 2 ] && echo $((d / 50)) || echo 2; }
-no_abort_text() { ! grep -Eiq 'MAXACTION|Array overflow|aggregation overflow|aborted|fatal' "$@"; }
 # Seconds with fractions.
 calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
-# "STAMP,VALUE" rows of a csv series (every date file, headers dropped).
-rows() { awk 'FNR > 1' "$1"-20* 2>/dev/null; }
-last() { rows "$1" | tail -1 | cut -d, -f2; }
-rows_after() { [ "$(rows "$1" | awk -F, -v t="$2" '$1 > t' | wc -l)" -ge "$3" ]; }
-retx() { last "$tcsv/protocol_counter-retransmits"; }
+retx() { kt_last "$tcsv/protocol_counter-retransmits"; }
 retx_at_least() { local v; v=$(retx); [ -n "$v" ] && [ "$v" -ge "$1" ]; }
 # The tcp group's stapio (staprun execs it): its command line names the module.
 tcp_stapio() {
@@ -206,20 +201,20 @@ wait_for 90 has_stamp "${steps[-1]#*|}" || give_up "(1) no batch 1 of a new tcp 
 # it, and the first retransmits row after it.
 t_down='' t_up='' t_batch=''
 back_in_csv() {
-  t_down=$(rows "$tcsv/stap_running" | awk -F, -v t="$t_kill" '$1 > t && $2 + 0 == 0 { print $1; exit }')
+  t_down=$(kt_rows "$tcsv/stap_running" | awk -F, -v t="$t_kill" '$1 > t && $2 + 0 == 0 { print $1; exit }')
   [ -n "$t_down" ] || return 1
-  t_up=$(rows "$tcsv/stap_running" | awk -F, -v t="$t_down" '$1 > t && $2 + 0 == 1 { print $1; exit }')
-  t_batch=$(rows "$tcsv/protocol_counter-retransmits" | awk -F, -v t="$t_down" '$1 > t { print $1; exit }')
+  t_up=$(kt_rows "$tcsv/stap_running" | awk -F, -v t="$t_down" '$1 > t && $2 + 0 == 1 { print $1; exit }')
+  t_batch=$(kt_rows "$tcsv/protocol_counter-retransmits" | awk -F, -v t="$t_down" '$1 > t { print $1; exit }')
   [ -n "$t_up" ] && [ -n "$t_batch" ]
 }
 wait_for 30 back_in_csv || give_up "(1) csv: no stap_running 0 then 1 and new batch after the kill (down ${t_down:-none}, up ${t_up:-none}, batch ${t_batch:-none})"
 t_back=$(awk -v a="$t_up" -v b="$t_batch" 'BEGIN { print (a + 0 > b + 0) ? a : b }')
-v_old=$(rows "$tcsv/protocol_counter-retransmits" | awk -F, -v t="$t_down" '$1 < t { v = $2 } END { print v + 0 }')
+v_old=$(kt_rows "$tcsv/protocol_counter-retransmits" | awk -F, -v t="$t_down" '$1 < t { v = $2 } END { print v + 0 }')
 
 # The first batch in which the new module had counted a retransmit, then a reading after it.
 t_counted=''
 new_counted() {
-  t_counted=$(rows "$tcsv/protocol_counter-retransmits" | awk -F, -v t="$t_down" -v v="$v_old" '$1 > t && $2 + 0 > v { print $1; exit }')
+  t_counted=$(kt_rows "$tcsv/protocol_counter-retransmits" | awk -F, -v t="$t_down" -v v="$v_old" '$1 > t && $2 + 0 > v { print $1; exit }')
   [ -n "$t_counted" ]
 }
 wait_for 60 new_counted || give_up "(2) the new module counted no retransmit within 60 s (total stays $v_old)"
@@ -261,7 +256,7 @@ check "(1) no 'File exists' in the log" bash -c '! grep -q "File exists" "$1"' _
 
 settled() {
   rows_after "$tcsv/protocol_counter-retransmits" "$t_stop" 3 &&
-    [ "$(rows "$tcsv/protocol_counter-retransmits" | tail -3 | cut -d, -f2 | sort -u | wc -l)" = 1 ]
+    [ "$(kt_rows "$tcsv/protocol_counter-retransmits" | tail -3 | cut -d, -f2 | sort -u | wc -l)" = 1 ]
 }
 wait_for 30 settled
 r_end=$(snmp_counter Tcp RetransSegs)
@@ -271,15 +266,15 @@ say "R_end read $(calc "$t_end - $t_stop") s later"
 wait_for 30 rows_after "$tcsv/protocol_counter-retransmits" "$t_end" 3 ||
   bad "(2) no 3 batches within 30 s after the last RetransSegs reading"
 v=$(retx)
-skipped=$(last "$tcsv/stap_module-probes_skipped")
-errors=$(last "$tcsv/stap_module-handler_errors")
+skipped=$(kt_last "$tcsv/stap_module-probes_skipped")
+errors=$(kt_last "$tcsv/stap_module-handler_errors")
 r_end2=$(snmp_counter Tcp RetransSegs)
 f1=$(snmp_counter TcpExt TCPRetransFail)
-restarts=$(last "$tcsv/stap_events-restarts")
-decreases=$(last "$tcsv/stap_events-decreases")
-u_restarts=$(last "$ucsv/stap_events-restarts")
-u_gaps=$(last "$ucsv/stap_events-gaps")
-u_errors=$(last "$ucsv/stap_module-handler_errors")
+restarts=$(kt_last "$tcsv/stap_events-restarts")
+decreases=$(kt_last "$tcsv/stap_events-decreases")
+u_restarts=$(kt_last "$ucsv/stap_events-restarts")
+u_gaps=$(kt_last "$ucsv/stap_events-gaps")
+u_errors=$(kt_last "$ucsv/stap_module-handler_errors")
 check "(1) collectd still running at the end" collectd_alive
 cleanup
 kt_collectd_stop tcp
@@ -335,7 +330,7 @@ check "(2) stap_events-decreases 0 (${decreases:-none})" [ "${decreases:-x}" = 0
 check "(2) tcp handler_errors 0 (${errors:-none})" [ "${errors:-x}" = 0 ]
 
 # (3) The udp group through the tcp group's outage [kill, back].
-uwin=$(rows "$ucsv/operations-sendmsg-ipv4" | awk -F, -v a="$t_kill" -v b="$t_back" '$1 >= a && $1 <= b')
+uwin=$(kt_rows "$ucsv/operations-sendmsg-ipv4" | awk -F, -v a="$t_kill" -v b="$t_back" '$1 >= a && $1 <= b')
 un=$(grep -c . <<<"$uwin")
 ufirst=$(head -1 <<<"$uwin" | cut -d, -f2)
 ulast=$(tail -1 <<<"$uwin" | cut -d, -f2)
@@ -346,6 +341,6 @@ check "(3) udp stap_running stayed 1 from its first 1" \
   bash -c 'awk -F, "FNR > 1 { if (\$2 + 0 == 1) up = 1; else if (up) bad = 1 } END { exit bad || !up }" "$1"-20*' _ "$ucsv/stap_running"
 check "(3) udp not restarted (${u_restarts:-none}), no batch gap (${u_gaps:-none}), handler_errors ${u_errors:-none}" \
   [ "${u_restarts:-x}/${u_gaps:-x}/${u_errors:-x}" = 0/0/0 ]
-check "(c) no abort text in collectd.log" no_abort_text "$log"
+check "(c) no abort text in collectd.log" log_clean "$log"
 grep -i collectd_stap /proc/modules >"$out/modules-after.txt" || true
 kt_done

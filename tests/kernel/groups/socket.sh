@@ -97,7 +97,6 @@ echo "module health: probes_skipped $skipped handler_errors $herr stamps_lost $s
 echo "largest batch: $maxact of 10000 actions (collectd run); raw run: $(max_actions "$raw") with up to $rawrows rows"
 # short_by MEASURED EXPECTED SLACK: MEASURED is EXPECTED, or short of it by at most SLACK.
 short_by() { [ "${1:-x}" -le "$2" ] 2>/dev/null && [ "$1" -ge $(($2 - $3)) ]; }
-in_range() { [ "${1:-x}" -ge "$2" ] 2>/dev/null && [ "$1" -le "$3" ]; }
 : >"$out/measurements.txt"
 for k in "${kinds[@]}"; do
   read -r _ b1 b2 b3 b4 b5 b6 <<<"$(grep "^$k " "$out/before.txt")"

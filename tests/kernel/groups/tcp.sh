@@ -23,16 +23,6 @@
 port=5001
 kt_require_module tcp
 
-# What the module reported about itself, last csv values: "SKIPPED ERRORS".
-mod_health() { # CSVDIR
-  echo "$(kt_last "$1/stap_module-probes_skipped") $(kt_last "$1/stap_module-handler_errors")"
-}
-no_abort_text() { ! grep -Eiq 'MAXACTION|Array overflow|aggregation overflow|aborted|fatal' "$@"; }
-# The series has at least N rows stamped after T (epoch seconds): the batches
-# that carry everything up to T have been dispatched.
-rows_after() { # CSVFILE T N
-  [ "$(kt_rows "$1" | awk -F, -v t="$2" '$1 > t' | wc -l)" -ge "$3" ]
-}
 # MODULE <= EXPECTED <= MODULE + TOL: the module may miss what it reported missing.
 # Retransmits also get the kernel's untraced ones: __tcp_retransmit_skb() (net/ipv4/
 # tcp_output.c, 6.1) adds tcp_skb_pcount() to RetransSegs before it transmits, fires the
@@ -45,8 +35,6 @@ short_by() { # DESC MODULE EXPECTED TOL
   check "$1: ${2:-none} vs ${3:-none} (short by at most $4)" \
     bash -c '[ -n "$1" ] && [ -n "$2" ] && [ "$1" -le "$2" ] && [ $(($2 - $1)) -le "$3" ]' _ "$2" "$3" "$4"
 }
-# The largest "info batch N used X of M actions" of a module's output.
-max_actions() { cat "$@" | grep -o 'batch [0-9]* \(used\|cost\) [0-9]* of' | awk '$4 > m { m = $4 } END { print m + 0 }'; }
 
 # ---------------------------------------------------------------- (d)
 # Socket calls, segments, states and resets, under collectd, no loss. The
@@ -91,7 +79,7 @@ kt_collectd_stop tcp
 read -r skipped errors <<<"$(mod_health "$csvdir")"
 tol=$((${skipped:-0} + ${errors:-0}))
 check "(d) the module reported handler_errors 0 (${errors:-none})" [ "${errors:-x}" = 0 ]
-check "(d) no abort text in collectd.log" no_abort_text "$out/collectd.log"
+check "(d) no abort text in collectd.log" log_clean "$out/collectd.log"
 w() { # KEY: sum of KEY= over both workload lines
   sed -n "s/.*\b$1=\([0-9]*\).*/\1/p" "$out/ext4.txt" "$out/ext6.txt" | awk '{ s += $1 } END { print s + 0 }'
 }
@@ -158,7 +146,7 @@ wait_for 30 no_module
 raw_total=$(awk '$1 == "derive" && $4 == "retransmits" { v = $5 } END { print v + 0 }' "$out/tcp-module-output.txt")
 raw_err=$(awk '$1 == "derive" && $3 == "stap_module" && $4 == "handler_errors" { v = $5 } END { print v }' "$out/tcp-module-output.txt")
 check "(raw) handler_errors 0 (${raw_err:-none})" [ "${raw_err:-x}" = 0 ]
-check "(raw) no abort text in staprun's output" no_abort_text "$out/tcp-module-output.txt" "$out/tcp-module-stderr.txt"
+check "(raw) no abort text in staprun's output" log_clean "$out/tcp-module-output.txt" "$out/tcp-module-stderr.txt"
 flows_ok() { [ "$raw_total" = 0 ] || grep -Eq '^flow 127\.0\.0\.1:[0-9]+ 127\.0\.0\.1:'$((port + 1))' [0-9]+$' "$out/top_flows-ipv4.txt"; }
 check "(raw) top_flows names a lossy IPv4 flow to port $((port + 1)) ($raw_total retransmits)" flows_ok
 
@@ -221,11 +209,10 @@ cmax=$(max_actions "$out/tcp-caps-output.txt")
   grep '^info batch' "$out/tcp-caps-output.txt" | sed 's/^/  /'
 } | tee "$out/measurements-caps.txt"
 check "(e) handler_errors 0 (${cerr:-none})" [ "${cerr:-x}" = 0 ]
-check "(e) no abort text in staprun's output" no_abort_text "$out/tcp-caps-output.txt" "$out/tcp-caps-stderr.txt"
+check "(e) no abort text in staprun's output" log_clean "$out/tcp-caps-output.txt" "$out/tcp-caps-stderr.txt"
 check "(e) every batch was closed (begin lines = end lines)" \
   [ "$(grep -c '^begin ' "$out/tcp-caps-output.txt")" = "$(grep -c '^end ' "$out/tcp-caps-output.txt")" ]
-fits() { [ "$1" -gt 0 ] && [ "$1" -lt 10000 ]; }
-check "(e) the largest batch fits MAXACTION: $cmax < 10000" fits "$cmax"
+check "(e) the largest batch fits MAXACTION: $cmax < 10000" in_range "$cmax" 1 9999
 check "(e) 64 port rows ($nport)" [ "$nport" = 64 ]
 check "(e) a port-other row ($(lv retransmits-port-other))" [ -n "$(lv retransmits-port-other)" ]
 check "(e) 256 peer rows and other ($npeer = 257)" [ "$npeer" = 257 ]
@@ -288,7 +275,7 @@ v=$(total)
 kt_collectd_stop tcp
 read -r skipped errors <<<"$(mod_health "$csvdir")"
 check "(a) the module reported handler_errors 0 (${errors:-none})" [ "${errors:-x}" = 0 ]
-check "(a) no abort text in collectd.log" no_abort_text "$out/collectd.log"
+check "(a) no abort text in collectd.log" log_clean "$out/collectd.log"
 
 # (a) agreement with the kernel's counter.
 delta=$((r1 - r0))

@@ -109,7 +109,6 @@ short_by() { [ "${1:-x}" -le "$2" ] 2>/dev/null && [ "$1" -ge $(($2 - $3)) ]; }
 # bytes_ok BYTES EXPECTED_BYTES CALLS EXPECTED_CALLS MAXSIZE: bytes exact when no call was
 # lost, else short by at most MAXSIZE per lost call.
 bytes_ok() { short_by "$1" "$2" $((($4 - ${3:-0}) * $5)); }
-in_range() { [ "${1:-x}" -ge "$2" ] 2>/dev/null && [ "$1" -le "$3" ]; }
 eq() { check "$1: plugin $2 = expected $3" [ "${2:-x}" = "$3" ]; }
 sb() { check "$1: plugin $2 = expected $3 (may be short by $4: lost events)" short_by "$2" "$3" "$4"; }
 
