@@ -159,7 +159,8 @@ kt_collectd_stop() {
 # The module's own reports (the tapset's health rows and info lines), for every group:
 #   log_clean FILE...          no abort text (MAXACTION, Array overflow, aggregation overflow,
 #                              aborted, fatal)
-#   max_actions FILE...        the largest "used N of M actions" figure, or "none"
+#   max_actions FILE...        the largest "used N of M actions" figure, or "none" (-a: a
+#                              module's raw output may hold a dropped chunk's stray bytes)
 #   mod_health CSVDIR          "SKIPPED ERRORS": the last probes_skipped and handler_errors
 #                              the module reported about itself
 #   rows_after CSV T N         the series has at least N rows stamped after T (epoch s)
@@ -168,8 +169,8 @@ kt_collectd_stop() {
 #   batches_after_now CSV      waits until 3 more rows than now were written to a csv series:
 #                              the last was emitted after the call (a batch is in flight for
 #                              well under an interval)
-log_clean() { ! grep -Eiq 'MAXACTION|Array overflow|aggregation overflow|aborted|fatal' "$@"; }
-max_actions() { grep -ho 'used [0-9]* of [0-9]* actions' "$@" | awk '$2 >= m { m = $2; n++ } END { print n ? m : "none" }'; }
+log_clean() { ! grep -aEiq 'MAXACTION|Array overflow|aggregation overflow|aborted|fatal' "$@"; }
+max_actions() { grep -aho 'used [0-9]* of [0-9]* actions' "$@" | awk '$2 >= m { m = $2; n++ } END { print n ? m : "none" }'; }
 raw_batches() { grep -c '^end ' "$1"; }
 raw_batches_at_least() { [ "$(raw_batches "$1")" -ge "$2" ]; }
 mod_health() { echo "$(kt_last "$1/stap_module-probes_skipped") $(kt_last "$1/stap_module-handler_errors")"; }
