@@ -10,7 +10,7 @@
 # staprun and every tool are that release's own; the plugin is built in the tree
 # as $(BUILD)/RELEASE/stap.so and the modules for its kernel as usual
 # (scripts/vm/release-root.sh). Evidence goes to $(BUILD)/kernel-test-RELEASE.
-.PHONY: check-kernel check-stress kernel-kver
+.PHONY: check-kernel check-stress kernel-kver deps-host-load
 
 KERNEL_TEST_TIMEOUT ?= 2400
 RELEASE ?=
@@ -52,6 +52,17 @@ kt_modules_env = $(if $(KT_MODULES_OUT),MODULES_OUT=$(abspath $(KT_MODULES_OUT))
 kt_modules_arg = $(if $(KT_MODULES_OUT),--env KT_MODULES_DIR=$(abspath $(KT_MODULES_OUT)))
 # Where the evidence goes (several runs side by side: KERNEL_TEST_OUT=build/kt-tcp).
 KERNEL_TEST_OUT ?= $(BUILD)/kernel-test$(if $(KT_FOREIGN),-$(RELEASE))
+# HOST_LOAD=N: `stress-ng --cpu N` busy on the host while the VM runs, so that the scenarios
+# are tried on a loaded machine (a vCPU then waits for a host core; HOST_LOAD=2 on this 2-core
+# machine is the load the scenarios are proven under: three runs in a row, README). stress-ng
+# runs in its own process group, stopped when the VM has exited or the recipe is interrupted.
+HOST_LOAD ?=
+kt_load_start = $(if $(HOST_LOAD),setsid stress-ng --cpu $(HOST_LOAD) --timeout $(KERNEL_TEST_TIMEOUT) --quiet & \
+	  hog=$$!; trap 'kill -- -$$hog 2>/dev/null || :' EXIT INT TERM; \
+	  echo "==> host load: stress-ng --cpu $(HOST_LOAD) (process group $$hog)";)
+kt_load_stop = $(if $(HOST_LOAD),kill -- -$$hog 2>/dev/null || :;)
+deps-host-load:
+	$(if $(HOST_LOAD),$(call apt_install,stress-ng))
 
 # The kernel the VM boots: KVER if given, else Debian's current one. Modules
 # are built for exactly that kernel.
@@ -59,15 +70,17 @@ kernel-kver:
 	@apt-cache depends linux-image-amd64 >/dev/null 2>&1 || apt-get update -q >/dev/null
 	@bash -c '. scripts/vm/common.sh && vm_resolve_kver "$(KT_KVER_ARG)"'
 
-check-kernel: $(KT_PLUGIN_DEP) | deps-kernel deps-collectd
+check-kernel: $(KT_PLUGIN_DEP) | deps-kernel deps-collectd deps-host-load
 	@kver=$$($(MAKE) -s --no-print-directory kernel-kver KVER=$(KT_KVER_ARG)) && \
 	echo "==> kernel test on Debian kernel $$kver (qemu, TCG)$(if $(KT_FOREIGN), with the Debian $(RELEASE) tree as root)" && \
 	$(kt_modules_env) $(MAKE) --no-print-directory modules KVER=$$kver \
 	  MODULES="$(if $(GROUPS),$(filter $(basename $(notdir $(wildcard modules/*.stp))),$(GROUPS)))" && \
 	$(call kt_root,$$kver) && \
 	rm -rf $(KERNEL_TEST_OUT) && \
+	$(kt_load_start) \
 	scripts/vm/run-guest.sh --kver $$kver $$root_args $(kt_modules_arg) --results $(abspath $(KERNEL_TEST_OUT)) \
 	  --timeout $(KERNEL_TEST_TIMEOUT) tests/kernel/run-all.sh $(GROUPS); rc=$$?; \
+	$(kt_load_stop) \
 	if [ -d $(KERNEL_TEST_OUT)/operator/rrd ]; then \
 	  echo "==> graphs from the operator scenario's RRD files"; \
 	  $(MAKE) --no-print-directory deps-graphs && \
