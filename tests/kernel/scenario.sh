@@ -165,6 +165,8 @@ kt_collectd_stop() {
 #                              the module reported about itself
 #   rows_after CSV T N         the series has at least N rows stamped after T (epoch s)
 #   in_range A MIN MAX         MIN <= A <= MAX, A an integer (fails on "", "none")
+#   short_ok MODULE EXPECTED TOL  EXPECTED - TOL <= MODULE <= EXPECTED: a count the module
+#                              may miss by what it reported missing, never over
 #   raw_batches FILE           complete batches in a module's raw output
 #   batches_after_now CSV      waits until 3 more rows than now were written to a csv series:
 #                              the last was emitted after the call (a batch is in flight for
@@ -176,6 +178,7 @@ raw_batches_at_least() { [ "$(raw_batches "$1")" -ge "$2" ]; }
 mod_health() { echo "$(kt_last "$1/stap_module-probes_skipped") $(kt_last "$1/stap_module-handler_errors")"; }
 rows_after() { [ "$(kt_rows "$1" | awk -F, -v t="$2" '$1 > t' | wc -l)" -ge "$3" ]; }
 in_range() { [ "${1:-x}" -ge "$2" ] 2>/dev/null && [ "$1" -le "$3" ]; }
+short_ok() { [ "${1:-x}" -le "$2" ] 2>/dev/null && [ "$1" -ge $(($2 - $3)) ]; }
 rows_at_least() { [ "$(kt_csv "$1" | wc -l)" -ge "$2" ]; }
 batches_after_now() { wait_for 60 rows_at_least "$1" $(($(kt_csv "$1" | wc -l) + 3)); }
 

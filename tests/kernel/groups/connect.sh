@@ -19,8 +19,6 @@
 load=$top/tests/kernel/connect_load.py
 kt_require_module connect
 
-# MODULE <= EXPECTED <= MODULE + TOL
-short_ok() { [ -n "$1" ] && [ "$1" -le "$2" ] && [ $(($2 - $1)) -le "$3" ]; }
 # nft expression modules are not autoloaded in the guest: load them here.
 modprobe nf_tables 2>/dev/null || true
 modprobe nft_numgen 2>/dev/null || true

@@ -114,8 +114,6 @@ maxact=$(max_actions "$out/collectd.log")
   echo "largest batch: $maxact of 10000 actions (collectd run); raw run: $(max_actions "$raw")"
 } | tee "$out/measurements.txt"
 
-# short_by MEASURED EXPECTED SLACK: MEASURED is EXPECTED, or short of it by at most SLACK.
-short_by() { [ "${1:-x}" -le "$2" ] 2>/dev/null && [ "$1" -ge $(($2 - $3)) ]; }
 # in_range V LO HI: LO <= V <= HI.
 
 # (a) nf_hook_slow() frees every NF_DROP verdict with SKB_DROP_REASON_NETFILTER_DROP, once
@@ -124,12 +122,12 @@ short_by() { [ "${1:-x}" -le "$2" ] 2>/dev/null && [ "$1" -ge $(($2 - $3)) ]; }
 check "(a) series name from the kernel's table exists (packets-netfilter_drop)" [ -n "$nfd" ]
 check "(a) nft rule counter = datagrams sent ($nftc = 300)" [ "$nftc" = 300 ]
 check "(a) netfilter_drop = nft rule counter ($nfd = $nftc, may be short by $slack: skipped + errors)" \
-  short_by "$nfd" "$nftc" "$slack"
+  short_ok "$nfd" "$nftc" "$slack"
 # (b) __udp4_lib_rcv() adds 1 to NoPorts and frees the skb with NO_SOCKET for each
 # datagram without a socket; TCP would add NO_SOCKET drops for segments to closed ports,
 # and the test makes none.
 check "(b) no_socket = Udp NoPorts delta ($nos = $((nop1 - nop0)), may be short by $slack)" \
-  short_by "$nos" "$((nop1 - nop0))" "$slack"
+  short_ok "$nos" "$((nop1 - nop0))" "$slack"
 check "(b) Udp NoPorts delta = datagrams sent to the closed port ($((nop1 - nop0)) = 60)" [ "$((nop1 - nop0))" = 60 ]
 # total is the sum of the same statistics in the same batch: always exact.
 check "(b) total = sum of per-reason series ($tot = $sum)" [ "$tot" = "$sum" ]
@@ -138,7 +136,7 @@ check "(b) total = sum of per-reason series ($tot = $sum)" [ "$tot" = "$sum" ]
 # slept there once for SO_SNDTIMEO; nothing else in the guest fills a send buffer:
 # equal while no blocking send got data through (then it may have waited twice), short
 # only by lost events or stamps.
-waits_ok() { [ "$partial" = 0 ] && short_by "$waits" "$((short + blocked))" "$wslack"; }
+waits_ok() { [ "$partial" = 0 ] && short_ok "$waits" "$((short + blocked))" "$wslack"; }
 check "(c) sndbuf_waits = short + blocking sends ($waits = $short + $blocked, may be short by $wslack)" waits_ok
 # The kernel's clock runs from the function's entry to its return, inside the sender's
 # send() call: at most the stopwatch, and short of it by the syscall around it (under

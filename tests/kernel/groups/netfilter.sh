@@ -156,8 +156,6 @@ skipped=$(health probes_skipped); herr=$(health handler_errors)
 kt_collectd_stop netfilter
 slack=$((${skipped:-0} + ${herr:-0}))
 maxact=$(max_actions "$out/collectd.log")
-# short_by MEASURED EXPECTED SLACK: MEASURED is EXPECTED, or short of it by at most SLACK.
-short_by() { [ "${1:-x}" -le "$2" ] 2>/dev/null && [ "$1" -ge $(($2 - $3)) ]; }
 nft delete table ip kt_nf; nft delete table ip6 kt_nf; nft delete table arp kt_nf; nft delete table bridge kt_nf
 for n in a b c d; do ip netns del kt_$n; done
 
@@ -176,8 +174,8 @@ for n in a b c d; do ip netns del kt_$n; done
 } | tee "$out/measurements.txt"
 while read -r f h np nmp nb nmb; do
   [ "$f" = family ] && continue
-  check "(a) $f $h packets: module $nmp = nft $np (may be short by $slack)" short_by "$nmp" "$np" "$slack"
-  check "(a) $f $h bytes: module $nmb = nft $nb" short_by "$nmb" "$nb" $(((np - nmp) * 1500))
+  check "(a) $f $h packets: module $nmp = nft $np (may be short by $slack)" short_ok "$nmp" "$np" "$slack"
+  check "(a) $f $h bytes: module $nmb = nft $nb" short_ok "$nmb" "$nb" $(((np - nmp) * 1500))
 done <"$out/measurements.txt"
 {
   echo "module health: probes_skipped $skipped handler_errors $herr"

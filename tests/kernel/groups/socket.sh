@@ -95,8 +95,6 @@ maxact=$(max_actions "$out/collectd.log")
 slack=$((${skipped:-0} + ${herr:-0} + ${slost:-0}))
 echo "module health: probes_skipped $skipped handler_errors $herr stamps_lost $slost (allowed shortfall $slack calls)"
 echo "largest batch: $maxact of 10000 actions (collectd run); raw run: $(max_actions "$raw") with up to $rawrows rows"
-# short_by MEASURED EXPECTED SLACK: MEASURED is EXPECTED, or short of it by at most SLACK.
-short_by() { [ "${1:-x}" -le "$2" ] 2>/dev/null && [ "$1" -ge $(($2 - $3)) ]; }
 : >"$out/measurements.txt"
 for k in "${kinds[@]}"; do
   read -r _ b1 b2 b3 b4 b5 b6 <<<"$(grep "^$k " "$out/before.txt")"
@@ -115,7 +113,7 @@ for k in "${kinds[@]}"; do
     *) tol=$slack ;;
     esac
     check "$tag $k ${names[$i]}: plugin ${d[$i]} = test ${t[$i]:-?} (may be short by $tol: lost events)" \
-      short_by "${d[$i]}" "${t[$i]:-999999999}" "$tol"
+      short_ok "${d[$i]}" "${t[$i]:-999999999}" "$tol"
   done
 done
 

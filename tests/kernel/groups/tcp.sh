@@ -33,7 +33,7 @@ kt_require_module tcp
 untraced_retx() { local d=$1; [ $((d / 50)) -gt 2 ] && echo $((d / 50)) || echo 2; }
 short_by() { # DESC MODULE EXPECTED TOL
   check "$1: ${2:-none} vs ${3:-none} (short by at most $4)" \
-    bash -c '[ -n "$1" ] && [ -n "$2" ] && [ "$1" -le "$2" ] && [ $(($2 - $1)) -le "$3" ]' _ "$2" "$3" "$4"
+    short_ok "$2" "$3" "$4"
 }
 
 # ---------------------------------------------------------------- (d)

@@ -104,13 +104,11 @@ maxact=$(max_actions "$out/collectd.log")
 
 slack=$((${skipped:-0} + ${herr:-0}))    # events SystemTap says it lost
 slack4=$((slack + ${slost:-0}))         # sendmsg-ipv4 also reads the stamp table
-# short_by MEASURED EXPECTED SLACK: MEASURED is EXPECTED, or short of it by at most SLACK.
-short_by() { [ "${1:-x}" -le "$2" ] 2>/dev/null && [ "$1" -ge $(($2 - $3)) ]; }
 # bytes_ok BYTES EXPECTED_BYTES CALLS EXPECTED_CALLS MAXSIZE: bytes exact when no call was
 # lost, else short by at most MAXSIZE per lost call.
-bytes_ok() { short_by "$1" "$2" $((($4 - ${3:-0}) * $5)); }
+bytes_ok() { short_ok "$1" "$2" $((($4 - ${3:-0}) * $5)); }
 eq() { check "$1: plugin $2 = expected $3" [ "${2:-x}" = "$3" ]; }
-sb() { check "$1: plugin $2 = expected $3 (may be short by $4: lost events)" short_by "$2" "$3" "$4"; }
+sb() { check "$1: plugin $2 = expected $3 (may be short by $4: lost events)" short_ok "$2" "$3" "$4"; }
 
 s4=${v[operations-sendmsg-ipv4]}; r4=${v[operations-recvmsg-ipv4]}
 s6=${v[operations-sendmsg-ipv6]}; r6=${v[operations-recvmsg-ipv6]}
