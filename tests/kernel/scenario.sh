@@ -167,6 +167,7 @@ kt_collectd_stop() {
 #   in_range A MIN MAX         MIN <= A <= MAX, A an integer (fails on "", "none")
 #   short_ok MODULE EXPECTED TOL  EXPECTED - TOL <= MODULE <= EXPECTED: a count the module
 #                              may miss by what it reported missing, never over
+#   untraced_retx DELTA        retransmits the kernel counts without a tracepoint (below)
 #   raw_batches FILE           complete batches in a module's raw output
 #   batches_after_now CSV      waits until 3 more rows than now were written to a csv series:
 #                              the last was emitted after the call (a batch is in flight for
@@ -179,6 +180,14 @@ mod_health() { echo "$(kt_last "$1/stap_module-probes_skipped") $(kt_last "$1/st
 rows_after() { [ "$(kt_rows "$1" | awk -F, -v t="$2" '$1 > t' | wc -l)" -ge "$3" ]; }
 in_range() { [ "${1:-x}" -ge "$2" ] 2>/dev/null && [ "$1" -le "$3" ]; }
 short_ok() { [ "${1:-x}" -le "$2" ] 2>/dev/null && [ "$1" -ge $(($2 - $3)) ]; }
+# untraced_retx DELTA: the TCP retransmits the kernel counts without a tracepoint, allowed for
+# beside a RetransSegs delta (tcp and restart scenarios). __tcp_retransmit_skb() (net/ipv4/
+# tcp_output.c, 6.1) adds tcp_skb_pcount() to RetransSegs before it transmits, fires the
+# tracepoint only if the transmit returned 0, and counts TCPRetransFail only for errors other
+# than -EBUSY; so a transmit that fails with -EBUSY is in RetransSegs and nowhere else. Seen
+# in about one run in ten here: 298 vs 299 with nothing skipped. The allowance: max(2, 2% of
+# the delta).
+untraced_retx() { local d=$1; [ $((d / 50)) -gt 2 ] && echo $((d / 50)) || echo 2; }
 rows_at_least() { [ "$(kt_csv "$1" | wc -l)" -ge "$2" ]; }
 batches_after_now() { wait_for 60 rows_at_least "$1" $(($(kt_csv "$1" | wc -l) + 3)); }
 

@@ -413,12 +413,9 @@ tol=$((${skipped:-0} + ${errors:-0}))
 } | tee "$out/measurements.txt"
 
 # A count may be short by at most the probes SystemTap skipped plus handler errors (each
-# loses at most one event); it may never be higher.
-short_by_at_most() { # WANT GOT TOL
-  [ -n "$2" ] && [ "$2" -le "$1" ] && [ $(($1 - $2)) -le "$3" ]
-}
-pair_within() { # "A,B" "C,D" TOL
-  short_by_at_most "${1%,*}" "${2%,*}" "$3" && short_by_at_most "${1#*,}" "${2#*,}" "$3"
+# loses at most one event); it may never be higher (short_ok MODULE EXPECTED TOL, scenario.sh).
+pair_within() { # "EXPECTED_A,EXPECTED_B" "MODULE_A,MODULE_B" TOL
+  short_ok "${2%,*}" "${1%,*}" "$3" && short_ok "${2#*,}" "${1#*,}" "$3"
 }
 # (a) Both sides count skbs at the same places the driver does: veth adds skb->len (with
 # the Ethernet header) per skb it forwards, to its tx and to the peer's rx; the module
@@ -436,7 +433,7 @@ check "(a) the transfer went through vA (>= 2000000 bytes tx)" [ "${txbA:-0}" -g
 want() { # EVENT N
   local v
   v=$(series "netdev-vA/operations-$1")
-  check "(b) vA $1 = $2 (measured ${v:-none}, tolerance $tol)" short_by_at_most "$2" "${v:-}" "$tol"
+  check "(b) vA $1 = $2 (measured ${v:-none}, tolerance $tol)" short_ok "${v:-}" "$2" "$tol"
 }
 want register 1
 want unregister 0
@@ -451,7 +448,7 @@ want ioctl 3
 check "(b) kt1 register 1, unregister 1" \
   [ "$(series netdev-kt1/operations-register),$(series netdev-kt1/operations-unregister)" = "1,1" ]
 check "(b) get_stats on vA: +5 for 5 reads of /proc/net/dev ($g1 -> $g2, tolerance $tol)" \
-  short_by_at_most 5 $((g2 - g1)) "$tol"
+  short_ok $((g2 - g1)) 5 "$tol"
 log=$out/collectd.log
 grep 'Notification:.*plugin_instance = netdev-' "$log" | sed 's/^/  /' >"$out/notifications.txt"
 sed 's/^/  /' "$out/notifications.txt" | tail -12

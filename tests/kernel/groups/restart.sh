@@ -66,8 +66,6 @@ log=$out/collectd.log
 stamped=$out/collectd.log.stamped
 samples=/tmp/kt-restart-snmp.txt
 
-# The -EBUSY retransmits the kernel counts without a tracepoint: see tests/kernel/groups/tcp.sh.
-untraced_retx() { local d=$1; [ $((d / 50)) -gt 2 ] && echo $((d / 50)) || echo 2; }
 # Seconds with fractions.
 calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }

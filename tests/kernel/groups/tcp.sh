@@ -24,13 +24,7 @@ port=5001
 kt_require_module tcp
 
 # MODULE <= EXPECTED <= MODULE + TOL: the module may miss what it reported missing.
-# Retransmits also get the kernel's untraced ones: __tcp_retransmit_skb() (net/ipv4/
-# tcp_output.c, 6.1) adds tcp_skb_pcount() to RetransSegs before it transmits, fires the
-# tracepoint only if the transmit returned 0, and counts TCPRetransFail only for errors other
-# than -EBUSY; so a transmit that fails with -EBUSY is in RetransSegs and nowhere else. Seen
-# in about one run in ten here: 298 vs 299 with nothing skipped. untraced_retx DELTA is the
-# allowance for that: max(2, 2% of the RetransSegs delta).
-untraced_retx() { local d=$1; [ $((d / 50)) -gt 2 ] && echo $((d / 50)) || echo 2; }
+# Retransmits also get the kernel's untraced ones (untraced_retx, tests/kernel/scenario.sh).
 short_by() { # DESC MODULE EXPECTED TOL
   check "$1: ${2:-none} vs ${3:-none} (short by at most $4)" \
     short_ok "$2" "$3" "$4"
@@ -300,7 +294,7 @@ diff=$((v - delta))
 # Tolerance: the module adds the same tcp_skb_pcount the kernel adds, at the
 # same place, so it may only be short by retransmits that failed locally
 # (counted by the kernel, no tracepoint: TcpExt TCPRetransFail, and the -EBUSY
-# ones: untraced_retx above) and by the events it reported missing
+# ones: untraced_retx, scenario.sh) and by the events it reported missing
 # (probes_skipped + handler_errors). RetransSegs
 # is read before collectd starts and after the value is stable; nothing
 # retransmits in between but this scenario's load.
