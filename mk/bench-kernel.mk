@@ -17,6 +17,13 @@
 #   BENCH_KERNEL_RR_CPU=same        RR with both ends on vCPU 0 (other: server on vCPU 1; its rate
 #                                   then follows the host's wake-up latency: guest.sh says why)
 #   BENCH_KERNEL_BPFTRACE=0         skip the bpftrace reference
+#   BENCH_KERNEL_TIMING=1           load modules built with -DSTP_TIMING (in $(BENCH_KERNEL_DIR)/
+#                                   timing-modules): each module reports, when stopped, how many
+#                                   cycles its handler took per probe point (fastest / mean hit),
+#                                   SystemTap's entry and exit included, the kprobe or tracepoint
+#                                   dispatch before it not; the report gets a table of them. The
+#                                   cost of a handler, where throughput ratios drown in the noise
+#                                   floor (the timing itself adds a little to every hit)
 .PHONY: bench-kernel deps-bench-kernel
 
 DEPS_BENCH_KERNEL := bpftrace gnuplot-nox
@@ -28,6 +35,7 @@ BENCH_KERNEL_BASE_REPS ?= 3
 BENCH_KERNEL_CPUS ?= 2
 BENCH_KERNEL_BPFTRACE ?= 1
 BENCH_KERNEL_RR_CPU ?= same
+BENCH_KERNEL_TIMING ?= 0
 BENCH_KERNEL_TIMEOUT ?= 2700
 BENCH_KERNEL_DIR := $(BUILD)/bench/kernel
 
@@ -43,15 +51,21 @@ bench-kernel: $(BENCH_KERNEL_DIR)/netbench | deps-kernel deps-bench-kernel
 	groups="$(strip $(BENCH_KERNEL_GROUPS))"; \
 	echo "==> bench-kernel on Debian kernel $$kver (qemu, TCG, $(BENCH_KERNEL_CPUS) vCPUs): $$groups"; \
 	$(MAKE) --no-print-directory modules KVER=$$kver MODULES="$$groups"; \
+	mods=$(abspath $(BUILD))/modules/$$kver; \
+	if [ "$(BENCH_KERNEL_TIMING)" = 1 ]; then \
+	  MODULES_OUT=$(abspath $(BENCH_KERNEL_DIR))/timing-modules STAP_EXTRA_FLAGS=-DSTP_TIMING \
+	    scripts/build-modules.sh --kver $$kver $$groups; \
+	  mods=$(abspath $(BENCH_KERNEL_DIR))/timing-modules/$$kver; \
+	fi; \
 	run=$(abspath $(BENCH_KERNEL_DIR))/run; rm -rf $$run; mkdir -p $$run; \
-	python3 tests/bench/kernel/probes.py $(BUILD)/modules/$$kver $$run/probes $$groups; \
+	python3 tests/bench/kernel/probes.py $$mods $$run/probes $$groups; \
 	{ echo "loadavg at start $$(cut -d' ' -f1-3 /proc/loadavg)"; echo "$$(nproc) cores"; } >$$run/host.txt; \
 	t0=$$(date +%s); rc=0; \
 	( while :; do echo "$$(date +%s) $$(cut -d' ' -f1 /proc/loadavg)"; sleep 5; done ) >$$run/host-load.txt & lpid=$$!; trap "kill $$lpid 2>/dev/null || :" EXIT; \
 	scripts/vm/run-guest.sh --kver $$kver --cpus $(BENCH_KERNEL_CPUS) --results $$run \
 	  --timeout $(BENCH_KERNEL_TIMEOUT) tests/bench/kernel/guest.sh \
 	  duration=$(BENCH_KERNEL_DURATION) warmup=$(BENCH_KERNEL_WARMUP) reps=$(BENCH_KERNEL_REPS) \
-	  base_reps=$(BENCH_KERNEL_BASE_REPS) bpftrace=$(BENCH_KERNEL_BPFTRACE) rr_cpu=$(BENCH_KERNEL_RR_CPU) \
+	  base_reps=$(BENCH_KERNEL_BASE_REPS) bpftrace=$(BENCH_KERNEL_BPFTRACE) rr_cpu=$(BENCH_KERNEL_RR_CPU) modules=$$mods \
 	  groups=$$(echo $$groups | tr ' ' ,) || rc=$$?; \
 	kill $$lpid 2>/dev/null; \
 	echo "loadavg at end $$(cut -d' ' -f1-3 /proc/loadavg)" >>$$run/host.txt; \

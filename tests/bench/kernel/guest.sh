@@ -2,6 +2,8 @@
 # tests/bench/kernel/guest.sh -- runs in the VM (scripts/vm/run-guest.sh; `make bench-kernel`).
 #
 #   guest.sh duration=S warmup=S reps=N base_reps=N groups=g1,g2,... [bpftrace=1] [rr_cpu=same|other]
+#            [modules=DIR]   (default: build/modules/KVER; `make bench-kernel BENCH_KERNEL_TIMING=1`
+#                            passes a directory of -DSTP_TIMING builds)
 #
 # Three workloads (tests/bench/kernel/netbench.c) over a veth pair: the client in the root
 # namespace on nb0 (10.199.0.1) pinned to vCPU 0, the server in namespace nbs on nb1
@@ -51,6 +53,7 @@ for a in "$@"; do
   base_reps=*) base_reps=${a#*=} ;;
   groups=*) groups=${a#*=} ;;
   bpftrace=*) use_bpf=${a#*=} ;;
+  modules=*) modules=${a#*=} ;;
   *) echo "guest.sh: unknown argument $a" >&2; exit 2 ;;
   esac
 done
@@ -102,7 +105,7 @@ ip netns add nbs &&
   else
     echo "client: taskset -c 0; server: taskset -c 1 (ip netns exec nbs)"
   fi
-  echo "duration=$duration warmup=$warmup reps=$reps base_reps=$base_reps groups=$groups bpftrace=$use_bpf rr_cpu=$rr_cpu"
+  echo "duration=$duration warmup=$warmup reps=$reps base_reps=$base_reps groups=$groups bpftrace=$use_bpf rr_cpu=$rr_cpu modules=$modules"
   echo "staprun: $(command -v staprun); bpftrace: $(bpftrace --version 2>/dev/null)"
   echo "nb0 offloads: $(ethtool -k nb0 2>/dev/null | awk '/^(tcp-segmentation-offload|generic-receive-offload|generic-segmentation-offload):/ { printf "%s ", $0 }')"
 } >"$out/setup.txt"

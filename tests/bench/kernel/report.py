@@ -103,6 +103,47 @@ def bpf_hits(paths):
     return total, per
 
 
+TIMING = re.compile(r'^(.*?), \((.*?)\), hits: (\d+), cycles: (\d+)min/(\d+)avg/(\d+)max')
+
+
+def handler_timing(path):
+    """[(probe point, hits, fastest, mean)] from a -DSTP_TIMING module's report at unload
+    (begin/end/error probes left out: they run once)."""
+    rows = []
+    try:
+        with open(path, errors="replace") as f:
+            for line in f:
+                m = TIMING.match(line)
+                if not m:
+                    continue
+                pp = re.sub(r'@[^")]*', "", m.group(1))
+                if re.match(r'^(begin|end|error)\b', pp):
+                    continue
+                rows.append((pp, int(m.group(3)), int(m.group(4)), int(m.group(5))))
+    except OSError:
+        pass
+    return rows
+
+
+def timing_section(run, groups):
+    """The handler cost table, if the modules were -DSTP_TIMING builds; else []."""
+    L = []
+    for g in groups:
+        for cfg, label_ in ((g, "alone"), ("all", "with all")):
+            for pp, hits, lo, avg in handler_timing(os.path.join(run, "stap", "%s.%s.out" % (cfg, g))):
+                L.append("| %s | %s | `%s` | {:,} | {:,} | {:,} |".format(hits, lo, avg) % (g, label_, pp))
+    if not L:
+        return []
+    return ["## Handler cost (STP_TIMING)", "",
+            "Modules built with `-DSTP_TIMING` (`BENCH_KERNEL_TIMING=1`): cycles (the guest's TSC) "
+            "each probe handler took from SystemTap's entry to its exit, reported by the module when it "
+            "stopped; the kprobe or tracepoint dispatch before it is not included. The fastest hit is "
+            "the handler's own cost; the mean also carries interrupts and emulation stalls. The timing "
+            "itself adds a little to every hit, so this run's throughput ratios are not the plain "
+            "modules'.", "",
+            "| group | loaded | probe point | hits | fastest | mean |", "|---|---|---|---|---|---|"] + L + [""]
+
+
 def main():
     if len(sys.argv) != 4:
         sys.exit("usage: report.py RUN_DIR MD_OUT PLOT_DIR")
@@ -314,6 +355,8 @@ def main():
              "`NF_HOOK()` runs that hook (BPF netfilter programs need Linux 6.4). The missing ones "
              "are inline-only functions or modules not loaded (bridge).")
     L.append("")
+
+    L += timing_section(run, groups)
 
     # Broken runs.
     events = readf("events.tsv")
