@@ -3,6 +3,7 @@
 # Raw module output (staprun alone; batches of 2 s for r1-r3, 1 s for r4-r5, 20 s for r6):
 #  (r1) `ip link` actions on a dummy kt0: one notification per action, promiscuous on = WARNING;
 #  (r2) `kt#1` and `kt!1` (both clean to kt_1) get two series, kt_1.iIFINDEX each;
+#       (r1, r2: an event may be missing only if the module reported events lost)
 #  (r3) kt2 deleted and re-created within one interval: the batch that holds both names
 #       netdev-kt2 once, and the new kt2 continues the series (register 2, no counter goes back);
 #  (r4) txq_latency=0: no latency lines, lo still counted;
@@ -154,13 +155,28 @@ wait $spid
 wait_for 30 no_module
 head -3 "$raw" | sed 's/^/  /'
 grep -a '^notify' "$raw" | sed 's/^/  /'
-check "(r1) 8 notifications for kt0 (register, mtu, mac, up, promisc on, off, down, unregister)" \
-  [ "$(grep -c '^notify .* netdev-kt0 ' "$raw")" = 8 ]
-check "(r1) promiscuous on is a warning" grep -q '^notify warning netdev-kt0 operations promisc_on kt0: promiscuous mode on (1 users)' "$raw"
-check "(r1) MTU change names old and new" grep -q '^notify okay netdev-kt0 operations change_mtu kt0: MTU changed from 1500 to 1400' "$raw"
-check "(r1) MAC change names the new address" grep -q '^notify okay netdev-kt0 operations change_mac kt0: MAC address changed from ..:..:..:..:..:.. to 02:00:00:00:00:01' "$raw"
-check "(r2) kt#1 is series netdev-kt_1.i$i1" grep -q "^derive netdev-kt_1\.i$i1 operations open 1\$" "$raw"
-check "(r2) kt!1 is series netdev-kt_1.i$i2" grep -q "^derive netdev-kt_1\.i$i2 operations open 1\$" "$raw"
+# An event the module lost is in its probes_skipped (a notifier probe that finds the tick
+# printing a batch waits at most SystemTap's MAXTRYLOCK, 1 ms, and is then skipped; or a kprobe
+# hit the kernel dropped). Seen once, in a warm make check: kt#1's open lost, 3 skipped in that
+# interval. So each check of one event allows for the events the module reported lost, as the
+# scenario's counts do.
+raw_skipped=$(last_health "$raw" probes_skipped)
+raw_errors=$(last_health "$raw" handler_errors)
+raw_lost=$((${raw_skipped:-0} + ${raw_errors:-0}))
+notified_or_lost() { grep -q "$1" "$raw" || [ "$raw_lost" -gt 0 ]; }
+check "(r1) 8 notifications for kt0 (register, mtu, mac, up, promisc on, off, down, unregister; events lost: $raw_lost)" \
+  short_ok "$(grep -c '^notify .* netdev-kt0 ' "$raw")" 8 "$raw_lost"
+check "(r1) promiscuous on is a warning" notified_or_lost '^notify warning netdev-kt0 operations promisc_on kt0: promiscuous mode on (1 users)'
+check "(r1) MTU change names old and new" notified_or_lost '^notify okay netdev-kt0 operations change_mtu kt0: MTU changed from 1500 to 1400'
+check "(r1) MAC change names the new address" notified_or_lost '^notify okay netdev-kt0 operations change_mac kt0: MAC address changed from ..:..:..:..:..:.. to 02:00:00:00:00:01'
+# last_open INDEX: kt_1.iINDEX's last "operations open" value.
+last_open() { awk -v p="netdev-kt_1.i$1" '$1 == "derive" && $2 == p && $4 == "open" { v = $5 } END { print v }' "$raw"; }
+o1=$(last_open "$i1")
+o2=$(last_open "$i2")
+check "(r2) kt#1 is series netdev-kt_1.i$i1" grep -q "^derive netdev-kt_1\.i$i1 operations " "$raw"
+check "(r2) kt!1 is series netdev-kt_1.i$i2" grep -q "^derive netdev-kt_1\.i$i2 operations " "$raw"
+opened_once() { in_range "$o1" 0 1 && in_range "$o2" 0 1 && short_ok $((${o1:-0} + ${o2:-0})) 2 "$raw_lost"; }
+check "(r2) each opened once: kt_1.i$i1 ${o1:-none}, kt_1.i$i2 ${o2:-none} (events lost: $raw_lost)" opened_once
 check "(r2) two distinct series ($i1 != $i2), no bare netdev-kt_1" \
   bash -c "[ $i1 != $i2 ] && ! grep -q '^derive netdev-kt_1 ' '$raw'"
 # bvalue SEQ SERIES-PREFIX: the value of "derive SERIES-PREFIX N" in batch SEQ of $raw.
