@@ -82,7 +82,7 @@ check-other-kernel:
 CHECK_TIERS := check-unit check-collectd check-other-release check-fuzz check-faults check-lint \
                check-kernel check-stress check-install check-other-kernel
 # Every tier in this order. The modules for both releases' kernels are built in the background
-# meanwhile (cold: 377-655 s for bookworm's, then 537-604 s for trixie's; the host tiers
+# meanwhile (cold: 377-655 s for bookworm's, then 537-722 s for trixie's; the host tiers
 # before the kernel tier take 8-14 min, 12 under a CPU hog); the kernel tiers' own `make modules` then
 # finds them built, or waits for the build lock and takes what the background build made. Its
 # log: build/check-modules-ahead.log. The packages are installed first, in the foreground (one
