@@ -114,8 +114,6 @@ maxact=$(max_actions "$out/collectd.log")
   echo "largest batch: $maxact of 10000 actions (collectd run); raw run: $(max_actions "$raw")"
 } | tee "$out/measurements.txt"
 
-# in_range V LO HI: LO <= V <= HI.
-
 # (a) nf_hook_slow() frees every NF_DROP verdict with SKB_DROP_REASON_NETFILTER_DROP, once
 # per packet, at the same point the rule's counter has already counted it, and nothing
 # else in the guest drops in netfilter: equal, short only by what SystemTap reports lost.
