@@ -50,12 +50,13 @@ bench-kernel: $(BENCH_KERNEL_DIR)/netbench | deps-kernel deps-bench-kernel
 	@set -e; kver=$$($(MAKE) -s --no-print-directory kernel-kver); \
 	groups="$(strip $(BENCH_KERNEL_GROUPS))"; \
 	echo "==> bench-kernel on Debian kernel $$kver (qemu, TCG, $(BENCH_KERNEL_CPUS) vCPUs): $$groups"; \
-	$(MAKE) --no-print-directory modules KVER=$$kver MODULES="$$groups"; \
-	mods=$(abspath $(BUILD))/modules/$$kver; \
 	if [ "$(BENCH_KERNEL_TIMING)" = 1 ]; then \
 	  MODULES_OUT=$(abspath $(BENCH_KERNEL_DIR))/timing-modules STAP_EXTRA_FLAGS=-DSTP_TIMING \
 	    scripts/build-modules.sh --kver $$kver $$groups; \
 	  mods=$(abspath $(BENCH_KERNEL_DIR))/timing-modules/$$kver; \
+	else \
+	  $(MAKE) --no-print-directory modules KVER=$$kver MODULES="$$groups"; \
+	  mods=$(abspath $(BUILD))/modules/$$kver; \
 	fi; \
 	run=$(abspath $(BENCH_KERNEL_DIR))/run; rm -rf $$run; mkdir -p $$run; \
 	python3 tests/bench/kernel/probes.py $$mods $$run/probes $$groups; \
