@@ -3,6 +3,7 @@
 #   check DESC CMD [ARG...] run CMD: PASS if it succeeds, else FAIL
 #   summary                 the "N passed, N failed" line; status 0 if none failed
 #   trusted DIR             DIR and every directory above it would pass the plugin's trust check
+#   pid_gone PID            PID no longer runs (no such process, or a zombie not reaped yet)
 pass=0
 fail=0
 ok() { echo "PASS: $*"; pass=$((pass + 1)); }
@@ -29,4 +30,14 @@ trusted() {
     [ "$d" = / ] && return 0
     d=$(dirname "$d")
   done
+}
+
+# pid_gone PID: PID no longer runs. kill -0 succeeds on a zombie, and a
+# process that was not our child (a stray whose parent died) stays one until
+# init, or whichever process adopted it, gets round to reaping it.
+pid_gone() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }
+  case ${stat%% *} in Z | X) return 0 ;; *) return 1 ;; esac
 }

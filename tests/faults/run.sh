@@ -225,9 +225,9 @@ CONF
   check "... its values climb on after the restart (last before the kill: $before)" \
     wait_for 10 csv_at_least_value ipmib protocol_counter-flow $((before + 3))
   check "... and never went back" csv_monotonic ipmib protocol_counter-flow
-  stray_gone() { [ -n "$stray" ] && ! kill -0 "$stray" 2>/dev/null; }
+  stray_gone() { [ -n "$stray" ] && pid_gone "$stray"; }
   check "... nothing of the killed run is left (its stray ${stray:-?}, its staprun)" \
-    wait_for 5 eval 'stray_gone && ! kill -0 '"${kpid:-0}"' 2>/dev/null'
+    wait_for 5 eval 'stray_gone && [ -n "$kpid" ] && pid_gone "$kpid"'
   timing "SIGKILL of staprun: restarted, climbing"
 
   # Exit loop: backoff grows to RestartDelayMax.
@@ -327,7 +327,7 @@ CONF
   echo "timing: SIGKILL of collectd: nothing left after $took ms"
   check "... the one ignoring SIGTERM is killed by its keeper (after 10 s), nothing left (${took} ms)" nothing_left
   check "... the keepers are gone" eval '! keepers_left'
-  check "... the witness's stray process (${wstray:-?}) too" eval '[ -n "$wstray" ] && ! kill -0 "$wstray" 2>/dev/null'
+  check "... the witness's stray process (${wstray:-?}) too" wait_for 5 eval '[ -n "$wstray" ] && pid_gone "$wstray"'
   check "... the modules that stopped on SIGTERM were unloaded" \
     eval '! grep -q "^collectd_stap_\(tcp\|ipmib\|connect\|accept\|drops\) " "$procmods"'
 }
