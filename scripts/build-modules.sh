@@ -43,6 +43,8 @@
 #    module also gets a generated tapset saying which of its optional probe points resolve on
 #    KVER (lines `// optional: NAME POINT` in the script): the answer is compiled in, so no
 #    handler has to ask pp() at run time (which is what made SystemTap 4.8 misplace its lock).
+#    A module that uses the tapset's per-CPU counters says how many (`// counters: N`, 1..64):
+#    built with -DCS_COUNTERS=N, the size of its static per-CPU block.
 #  - Overload policy (modules/PROTOCOL.md, "Module safety"): --suppress-handler-errors (a handler
 #    error or a skipped probe is counted, reported every batch, never fatal) and
 #    -DSTP_NO_OVERLOAD (a busy host never makes the module stop itself), and
@@ -586,6 +588,15 @@ optional_probes() {
     sed -n 's|^[[:space:]]*//[[:space:]]*optional:[[:space:]]*\([a-z0-9_]\{1,\}\)[[:space:]]\{1,\}\(.*[^[:space:]]\)[[:space:]]*$|\1\t\2|p' "$1"
 }
 
+# counter_flags FILE.stp: -DCS_COUNTERS=N for a script with a line `// counters: N`, the size of
+# its block of the tapset's per-CPU counters (static per-CPU memory, so sized per module).
+counter_flags() {
+    grep -Eq '^[[:space:]]*//[[:space:]]*counters:' "$1" || return 0
+    sed -n 's|^[[:space:]]*//[[:space:]]*counters:[[:space:]]*\([1-9][0-9]\{0,1\}\)[[:space:]]*$|-DCS_COUNTERS=\1|p' "$1" |
+        head -n 1 | grep . ||
+        die "$(basename "$1"): its '// counters:' line must give a number from 1 to 64"
+}
+
 # resolve_optional GROUP FILE.stp GENDIR RTREE ENV...: writes GENDIR/resolved.stp with
 # have_NAME() (1 or 0) for each optional probe point of FILE.stp on this kernel, and
 # cs_probes_info() for the module's `info probes` line. One `stap -p2` over a script that gives
@@ -659,11 +670,12 @@ write_params() {
 lint_module() {
     local group=$1 name=$2 stp=$3 gen=$4 rtree=$5 log=$6
     shift 6
-    local c="$gen/$name.c"
+    local c="$gen/$name.c" counters
+    counters=$(counter_flags "$stp")
     # -p3 prints the C on stdout; a cold pass 2 can take minutes (no heartbeat needed: the
     # -p4 build that follows reuses it).
     if ! env "$@" "$STAP" -p3 -m "$name" -r "$rtree" -I "$TAPSET_DIR" -I "$gen" \
-            "${POLICY_FLAGS[@]}" "${RUNTIME_FLAGS[@]}" "${KBUILD_FLAGS[@]}" "${extra[@]}" "$stp" >"$c" 2>"$log"; then
+            "${POLICY_FLAGS[@]}" "${RUNTIME_FLAGS[@]}" "${KBUILD_FLAGS[@]}" "${extra[@]}" ${counters:+"$counters"} "$stp" >"$c" 2>"$log"; then
         show_failure "$group" "$log" "stap -p3 (translate)"
         return 1
     fi
@@ -893,7 +905,7 @@ main() {
         kind=again
         [ -f "$ko" ] || [ -f "$out_dir/.$name.lint-key" ] || kind=first
 
-        local denv=() dnote='' attempt ok rtree=$KVER
+        local denv=() dnote='' attempt ok rtree=$KVER counters
         if needs_debuginfo "$stp"; then
             ensure_debuginfo
             denv=("${DEBUGINFO_ENV[@]}")
@@ -913,6 +925,7 @@ main() {
             # The key of the inputs as they are before stap reads them: an edit during the
             # build makes the next run rebuild.
             ukey=$(key_used "$stp" "$name" ${#denv[@]}) || ukey=none
+            counters=$(counter_flags "$stp")
             resolve_optional "$group" "$stp" "$gen" "$rtree" "${denv[@]}"
             info "[$group] lint: stap -p3 -r $KVER $(basename "$stp")$dnote, then scripts/module-lint.py"
             if ! lint_module "$group" "$name" "$stp" "$gen" "$rtree" "$log" "${denv[@]}"; then
@@ -928,7 +941,8 @@ main() {
                 info "[$group] building $name.ko for $KVER$dnote (stap -p4; a cold build takes minutes, a warm one seconds)"
                 tmp=$(mktemp -d "$out_dir/.build.XXXXXX")
                 if (cd "$tmp" && run_stap "$group" "$log" "$t0" env "${denv[@]}" "$STAP" -v -p4 -m "$name" -r "$rtree" \
-                        -I "$TAPSET_DIR" -I "$gen" "${POLICY_FLAGS[@]}" "${RUNTIME_FLAGS[@]}" "${KBUILD_FLAGS[@]}" "${extra[@]}" "$stp") &&
+                        -I "$TAPSET_DIR" -I "$gen" "${POLICY_FLAGS[@]}" "${RUNTIME_FLAGS[@]}" "${KBUILD_FLAGS[@]}" "${extra[@]}" \
+                        ${counters:+"$counters"} "$stp") &&
                         [ -f "$tmp/$name.ko" ]; then
                     mv -f "$tmp/$name.ko" "$ko"
                     chmod 0644 "$ko"    # a .ko from stap's cache can be 0666; staprun refuses that
