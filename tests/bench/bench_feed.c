@@ -16,7 +16,6 @@
  * group's name to CTLDIR/done, then waits for SIGTERM (collectd stops it).
  * Batches are written whole, in large writes: the benchmark measures
  * collectd's reader, not this program. */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
