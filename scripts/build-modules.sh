@@ -666,12 +666,12 @@ write_params() {
     mv -f "$tmp" "$out"
 }
 
-# lint_module GROUP NAME FILE.stp GENDIR RTREE LOG ENV...: stap -p3, then the module lint.
+# lint_module GROUP NAME FILE.stp GENDIR RTREE LOG COUNTERS ENV...: stap -p3, then the module
+# lint. COUNTERS: the script's counter_flags (the same -D as its build), or empty.
 lint_module() {
-    local group=$1 name=$2 stp=$3 gen=$4 rtree=$5 log=$6
-    shift 6
-    local c="$gen/$name.c" counters
-    counters=$(counter_flags "$stp")
+    local group=$1 name=$2 stp=$3 gen=$4 rtree=$5 log=$6 counters=$7
+    shift 7
+    local c="$gen/$name.c"
     # -p3 prints the C on stdout; a cold pass 2 can take minutes (no heartbeat needed: the
     # -p4 build that follows reuses it).
     if ! env "$@" "$STAP" -p3 -m "$name" -r "$rtree" -I "$TAPSET_DIR" -I "$gen" \
@@ -906,6 +906,7 @@ main() {
         [ -f "$ko" ] || [ -f "$out_dir/.$name.lint-key" ] || kind=first
 
         local denv=() dnote='' attempt ok rtree=$KVER counters
+        counters=$(counter_flags "$stp")
         if needs_debuginfo "$stp"; then
             ensure_debuginfo
             denv=("${DEBUGINFO_ENV[@]}")
@@ -925,10 +926,9 @@ main() {
             # The key of the inputs as they are before stap reads them: an edit during the
             # build makes the next run rebuild.
             ukey=$(key_used "$stp" "$name" ${#denv[@]}) || ukey=none
-            counters=$(counter_flags "$stp")
             resolve_optional "$group" "$stp" "$gen" "$rtree" "${denv[@]}"
             info "[$group] lint: stap -p3 -r $KVER $(basename "$stp")$dnote, then scripts/module-lint.py"
-            if ! lint_module "$group" "$name" "$stp" "$gen" "$rtree" "$log" "${denv[@]}"; then
+            if ! lint_module "$group" "$name" "$stp" "$gen" "$rtree" "$log" "$counters" "${denv[@]}"; then
                 :
             elif [ "$mode" = lint ]; then
                 info "[$group] lint ok in $(elapsed "$t0")s"
