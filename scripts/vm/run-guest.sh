@@ -216,9 +216,29 @@ send=$(awk '$1 == "script_end" { print $2 }' "$results/guest-times" 2>/dev/null 
 	[ -z "$boot" ] || printf 'boot_to_script %s\n' "$boot"
 	[ -z "$send" ] || printf 'script %s\n' "$(awk -v a="$boot" -v b="$send" 'BEGIN { printf "%.1f", b - a }')"
 } >"$results/times"
+# crash_report CONSOLE: the kernel's own report of a crash or hang, if the console has one,
+# printed here so that a log that keeps only the end of the output (CI's) still shows the cause:
+# the first report (Oops, BUG, panic, lockup, OOM) from 5 lines before it, at most 60 lines,
+# and the panic line. After a panic SystemTap dumps every loaded module's trace buffers to the
+# console, which would otherwise be all the end of the log shows.
+crash_report() {
+	[ -f "$1" ] || return 0
+	local first
+	first=$(grep -n -m1 -E 'Kernel panic|BUG:|Oops|general protection fault|kernel BUG|Fatal exception|Out of memory|WARNING: CPU:|stack-protector|soft lockup|hard LOCKUP|rcu_.*stall|blocked for more than' "$1" | cut -d: -f1)
+	[ -n "$first" ] || return 0
+	vm_log "the guest kernel reported a fault (console.log line $first):"
+	sed -n "$((first > 5 ? first - 5 : 1)),$((first + 59))p" "$1" | cut -c1-200 >&2
+	local panic
+	panic=$(grep -n -m1 'Kernel panic' "$1" | cut -d: -f1)
+	if [ -n "$panic" ] && [ "$panic" -gt $((first + 59)) ]; then
+		sed -n "${panic}p" "$1" | cut -c1-200 >&2
+	fi
+}
+
 vm_log "timings (s): $(tr '\n' ' ' <"$results/times")"
 
 if [ "$qrc" -eq 124 ] || [ "$qrc" -eq 137 ]; then
+	crash_report "$results/console.log"
 	vm_log "error: the guest did not finish within ${timeout}s; qemu was killed (see $results/console.log)"
 	exit 124
 fi
@@ -226,6 +246,7 @@ if [ "$qrc" -ne 0 ]; then
 	vm_log "warning: qemu exited with status $qrc"
 fi
 if [ ! -s "$results/rc" ]; then
+	crash_report "$results/console.log"
 	vm_log "error: the guest wrote no exit status ($results/rc missing): its setup failed or it crashed; see $results/console.log"
 	exit 125
 fi
