@@ -92,6 +92,8 @@ check-kernel: $(KT_PLUGIN_DEP) | deps-kernel deps-collectd deps-host-load
 # a SYN flood on 3000 ports, bulk TCP and small UDP on every CPU). Evidence in STRESS_OUT.
 STRESS_OUT ?= $(BUILD)/kernel-stress$(if $(KT_FOREIGN),-$(RELEASE))
 STRESS_CPUS ?= 4
+# STRESS_ROUNDS=N: run the four loads N times over in the one boot (a soak; default once).
+STRESS_ROUNDS ?=
 check-stress: $(KT_PLUGIN_DEP) | deps-kernel deps-collectd
 	@kver=$$($(MAKE) -s --no-print-directory kernel-kver KVER=$(KT_KVER_ARG)) && \
 	echo "==> stress test on Debian kernel $$kver (qemu, TCG, $(STRESS_CPUS) vCPUs)$(if $(KT_FOREIGN), with the Debian $(RELEASE) tree as root)" && \
@@ -99,6 +101,7 @@ check-stress: $(KT_PLUGIN_DEP) | deps-kernel deps-collectd
 	$(call kt_root,$$kver) && \
 	rm -rf $(STRESS_OUT) && \
 	scripts/vm/run-guest.sh --kver $$kver $$root_args $(kt_modules_arg) --cpus $(STRESS_CPUS) --results $(abspath $(STRESS_OUT)) \
+	  $(if $(STRESS_ROUNDS),--env STRESS_ROUNDS=$(STRESS_ROUNDS)) \
 	  --timeout $(KERNEL_TEST_TIMEOUT) tests/kernel/run-all.sh stress
 
 endif

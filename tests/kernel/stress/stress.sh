@@ -20,10 +20,15 @@ load=$top/tests/kernel/stress_load.py
 all=(tcp netdev udp netfilter ipmib socket connect accept drops)
 for g in "${all[@]}"; do kt_require_module "$g"; done
 nns=64
+# Phase lines carry the guest's uptime (to match the kernel's own timestamps in console.log,
+# should the guest crash) and its free memory.
+phase() {
+  say "$* [uptime $(cut -d' ' -f1 /proc/uptime) s, MemAvailable $(awk '/^MemAvailable:/ { print int($2 / 1024) }' /proc/meminfo) MiB]"
+}
 
 modprobe veth 2>/dev/null
 modprobe dummy 2>/dev/null
-say "setup: $nns network namespaces with a veth pair each"
+phase "setup: $nns network namespaces with a veth pair each"
 for i in $(seq 0 $((nns - 1))); do
   echo "netns add ks$i"
   echo "link add ksv$i type veth peer name ksi$i netns ks$i"
@@ -90,23 +95,32 @@ t0=$(truth); p0=$(pvals); h0=$(health)
 say "before: kernel $t0"
 say "before: plugin $p0"
 
-say "(a) $nns namespaces send 64-byte UDP datagrams over their veth for 10 s"
-python3 "$load" netns-udp ks "$nns" 9 10 | tee "$out/load-a.txt"
+# STRESS_ROUNDS=N (make check-stress STRESS_ROUNDS=N): the four loads N times over (a soak);
+# the values are compared over the whole run all the same.
+rounds=${STRESS_ROUNDS:-1}
+case $rounds in '' | *[!0-9]* | 0) echo "STRESS_ROUNDS must be a number >= 1 (is '$rounds')" >&2; exit 2 ;; esac
+for round in $(seq 1 "$rounds"); do
+  [ "$rounds" = 1 ] || phase "round $round of $rounds"
+  phase "(a) $nns namespaces send 64-byte UDP datagrams over their veth for 10 s"
+  python3 "$load" netns-udp ks "$nns" 9 10 | tee -a "$out/load-a.txt"
 
-say "(b) 200 dummy devices created and deleted"
-t=$(date +%s)
-for i in $(seq 0 199); do echo "link add ksd$i type dummy"; done | ip -batch -
-for i in $(seq 0 199); do echo "link del ksd$i"; done | ip -batch -
-say "(b) took $(($(date +%s) - t)) s"
+  phase "(b) 200 dummy devices created and deleted"
+  t=$(date +%s)
+  for i in $(seq 0 199); do echo "link add ksd$i type dummy"; done | ip -batch -
+  for i in $(seq 0 199); do echo "link del ksd$i"; done | ip -batch -
+  phase "(b) took $(($(date +%s) - t)) s"
 
-say "(c) SYN flood: 3000 listeners (backlog 8), 12 connects each"
-python3 "$load" syn-flood 20000 3000 12 | tee "$out/load-c.txt"
+  phase "(c) SYN flood: 3000 listeners (backlog 8), 12 connects each"
+  python3 "$load" syn-flood 20000 3000 12 | tee -a "$out/load-c.txt"
 
-say "(d) bulk TCP and small UDP on every CPU for 15 s"
-python3 "$load" cpu-load 7000 15 | tee "$out/load-d.txt"
+  phase "(d) bulk TCP and small UDP on every CPU for 15 s"
+  python3 "$load" cpu-load 7000 15 | tee -a "$out/load-d.txt"
+done
 
+phase "after: waiting for two unchanged batches"
 wait_for 180 stable
 t1=$(truth); p1=$(pvals); h1=$(health)
+phase "stopping collectd (the nine modules unload)"
 kt_collectd_stop
 
 get() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k { print $2 }'; }
