@@ -238,11 +238,13 @@ static int parse_group(struct plugin_config *cfg, const oconfig_item_t *ci) {
       rc = get_count(name, c, 1, 1000000, &g.max_batch_records);
     else if (strcasecmp(c->key, "MaxSeries") == 0)
       rc = get_count(name, c, 1, 1000000, &g.max_series);
+    else if (strcasecmp(c->key, "BufferSize") == 0)
+      rc = get_count(name, c, 1, CONFIG_MAX_BUFFER_MIB, &g.buffer_mib);
     else if (strcasecmp(c->key, "Param") == 0)
       rc = parse_param(c, &g);
     else {
       ERR("group %s: unknown option `%s'. Valid options: Module, Interval, "
-          "MaxBatchRecords, MaxSeries, Param.",
+          "MaxBatchRecords, MaxSeries, BufferSize, Param.",
           name, c->key);
       rc = -1;
     }
@@ -335,6 +337,8 @@ int config_finish(struct plugin_config *cfg, uint64_t default_interval_ms,
       g->max_batch_records = 4096;
     if (g->max_series == 0)
       g->max_series = CONFIG_DEFAULT_MAX_SERIES;
+    if (g->buffer_mib == 0)
+      g->buffer_mib = CONFIG_DEFAULT_BUFFER_MIB;
     cfg->groups[kept++] = *g;
   }
   cfg->ngroups = kept;

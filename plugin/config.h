@@ -18,6 +18,11 @@
 #define CONFIG_DEFAULT_RESTART_DELAY_MAX_MS 60000
 #define CONFIG_DEFAULT_STOP_TIMEOUT_MS 10000
 #define CONFIG_DEFAULT_MAX_SERIES 4096
+/* SystemTap's relay buffer, per group and online CPU (staprun -b). Without -b a
+ * module takes 16 MiB a CPU (9 groups on 64 CPUs: 9 GiB of kernel memory); a
+ * batch is at most MaxBatchRecords lines (4096 x ~80 bytes: 330 KB). */
+#define CONFIG_DEFAULT_BUFFER_MIB 1
+#define CONFIG_MAX_BUFFER_MIB 64
 #define CONFIG_PARAM_NAME_SIZE 64
 #define CONFIG_PARAM_VALUE_SIZE 256
 #define CONFIG_MAX_PARAMS 32
@@ -35,6 +40,8 @@ struct group_config {
   uint64_t interval_ms;  /* 0: collectd's interval */
   size_t max_batch_records;
   size_t max_series;
+  /* staprun -b: MiB of relay buffer a CPU (0 until config_finish). */
+  size_t buffer_mib;
   struct group_param params[CONFIG_MAX_PARAMS];
   size_t nparams;
 };

@@ -624,6 +624,9 @@ static void build_command(struct group *g, char *words, size_t size,
     used += (size_t)n_ + 1;                                                    \
   } while (0)
   WORD("%s", g->staprun);
+  WORD("-b");
+  WORD("%zu",
+       g->cfg.buffer_mib ? g->cfg.buffer_mib : CONFIG_DEFAULT_BUFFER_MIB);
   WORD("%s", g->cfg.module);
   WORD("interval_ms=%llu", (unsigned long long)g->cfg.interval_ms);
   for (size_t i = 0; i < g->cfg.nparams; i++)
@@ -764,7 +767,8 @@ static void report_end(struct group *g) {
 /* One staprun run, from the checks to reaped. Returns how long it ran (ms). */
 static uint64_t run_once(struct group *g) {
   char words[8192];
-  char *argv[CONFIG_MAX_PARAMS + 4];
+  /* staprun, -b, N, the module, interval_ms, the Params, NULL. */
+  char *argv[CONFIG_MAX_PARAMS + 6];
   build_command(g, words, sizeof(words), argv, sizeof(argv) / sizeof(argv[0]));
 
   g->refused = false;

@@ -315,12 +315,13 @@ CONF
   t0=$(ms)
   kill -KILL "$cpid"
   wait "$cpid" 2>/dev/null
-  clean_gone() { ! pgrep -f -- "$staprun $m/collectd_stap_(tcp|ipmib|connect|accept|drops)" >/dev/null && ! listed tcp; }
+  # staprun's command line: STAPRUN -b MIB MODULE PARAMS.
+  clean_gone() { ! pgrep -f -- "$staprun -b [0-9]+ $m/collectd_stap_(tcp|ipmib|connect|accept|drops)" >/dev/null && ! listed tcp; }
   wait_for 5 clean_gone
   echo "timing: SIGKILL of collectd: stapruns that stop on SIGTERM gone after $(($(ms) - t0)) ms"
   check "SIGKILL of collectd: stapruns that obey SIGTERM stop (and unload) at once" clean_gone
   check "... while the one ignoring SIGTERM (netdev) is still there" \
-    pgrep -f -- "$staprun $m/collectd_stap_netdev.ko" >/dev/null
+    eval 'pgrep -f -- "$staprun -b [0-9]+ $m/collectd_stap_netdev.ko" >/dev/null'
   wait_for 20 nothing_left
   local took=$(($(ms) - t0))
   timings+=("$(awk -v d=$took 'BEGIN { printf "%.1f", d / 1000 }') s  SIGKILL of collectd: nothing left (after the kill)")
@@ -415,7 +416,7 @@ CONF
   check "untrusted: a file owned by nobody is refused, naming the chown" logged "$nobody"
   check "Param not in the module's list: refused, naming it and the allowed ones" logged "$param"
   check "config: unknown option names the group and the valid ones" \
-    logged "group connect: unknown option \`Intervall'. Valid options: Module, Interval, MaxBatchRecords, MaxSeries, Param."
+    logged "group connect: unknown option \`Intervall'. Valid options: Module, Interval, MaxBatchRecords, MaxSeries, BufferSize, Param."
   check "... and says the group is not started" \
     logged "group connect: <Group \"connect\"> has 1 error(s) and is not started; fix them and restart collectd."
   check "config: a bad value names the group, the option and the range" \

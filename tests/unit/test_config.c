@@ -77,6 +77,7 @@ static void test_group_defaults(void **state) {
   assert_int_equal(g->interval_ms, DEFAULT_INTERVAL_MS);
   assert_int_equal(g->max_batch_records, 4096);
   assert_int_equal(g->max_series, CONFIG_DEFAULT_MAX_SERIES);
+  assert_int_equal(g->buffer_mib, CONFIG_DEFAULT_BUFFER_MIB);
   assert_int_equal(g->nparams, 0);
   assert_int_equal(log_size(), 0);
 }
@@ -95,6 +96,7 @@ static void test_every_option(void **state) {
   cfg_num(cfg_add(g, "Interval"), 1.5);
   cfg_num(cfg_add(g, "MaxBatchRecords"), 100);
   cfg_num(cfg_add(g, "MaxSeries"), 200);
+  cfg_num(cfg_add(g, "BufferSize"), 4);
   cfg_num(cfg_str(cfg_add(g, "Param"), "ephemeral_low"), 32768);
   cfg_str(cfg_str(cfg_add(g, "Param"), "ports"), "80,443");
   cfg_num(cfg_str(cfg_add(g, "Param"), "offset"), -5);
@@ -113,6 +115,7 @@ static void test_every_option(void **state) {
   assert_int_equal(gc->interval_ms, 1500);
   assert_int_equal(gc->max_batch_records, 100);
   assert_int_equal(gc->max_series, 200);
+  assert_int_equal(gc->buffer_mib, 4);
   assert_int_equal(gc->nparams, 3);
   assert_string_equal(gc->params[0].name, "ephemeral_low");
   assert_string_equal(gc->params[0].value, "32768");
@@ -368,6 +371,10 @@ static const struct bad_option bad_group_options[] = {
   {"MaxBatchRecords as a string", "MaxBatchRecords", 1, {S("100")},
    {"takes one whole number"}},
   {"MaxSeries negative", "MaxSeries", 1, {N(-1)}, {"whole number"}},
+  {"BufferSize 0", "BufferSize", 1, {N(0)}, {"whole number from 1 to 64"}},
+  {"BufferSize too large", "BufferSize", 1, {N(65)},
+   {"is 65: it must be a whole number from 1 to 64"}},
+  {"BufferSize fraction", "BufferSize", 1, {N(0.5)}, {"whole number"}},
   {"Module as a number", "Module", 1, {N(5)}, {"one string argument"}},
   {"Module empty", "Module", 1, {S("")}, {"between 1 and"}},
   {"Module with two strings", "Module", 2, {S("a"), S("b")},

@@ -251,6 +251,12 @@ static void test_normal_session(void **state) {
   assert_non_null(args);
   assert_string_equal(args, "interval_ms=1000 port=5001\n");
   free(args);
+  /* and staprun's -b: the relay buffer a CPU, 1 MiB unless BufferSize says. */
+  snprintf(path, sizeof(path), "%s.options", f->module);
+  char *options = read_file(path);
+  assert_non_null(options);
+  assert_string_equal(options, "-b 1\n");
+  free(options);
 
   stop(f);
   assert_logged(LOG_INFO, "group tcp: staprun stopped (exited with status 0)");
