@@ -1,14 +1,18 @@
 #!/bin/bash
 # Kernel test, group netfilter (runs inside the VM, see scripts/vm/run-guest.sh):
 # nftables tables with one `counter` rule in a chain on every hook of the ip,
-# ip6, arp and bridge families (in the initial namespace, priority 0), and
-# traffic that passes each of them: TCP over lo (ipv4 local_out, post_routing,
-# pre_routing, local_in), UDP over ::1 (the same for ipv6), UDP forwarded
-# between two namespaces through this one (ipv4 forward, and ARP in/out on the
-# veths), UDP bridged between two namespaces through br0 (bridge hooks).
+# ip6, arp and bridge families (priority 0) in the initial namespace and in four
+# namespaces created after the module was loaded (the module hooks every
+# namespace, later ones too), and traffic that passes each of them: TCP over lo
+# (ipv4 local_out, post_routing, pre_routing, local_in), UDP over ::1 (the same
+# for ipv6), UDP forwarded between two namespaces through this one (ipv4
+# forward, and ARP in/out on the veths; ipv4 out and in inside the two), UDP
+# bridged between two namespaces through br0 (bridge hooks). A fifth namespace
+# is created and deleted while the module runs (its hooks come and go).
 # Asserts, under collectd:
 #  (a) for every family and hook with an nft chain, the module's packets and
-#      bytes deltas over the traffic phase equal the nft counter's deltas;
+#      bytes deltas over the traffic phase equal the nft counters' deltas summed
+#      over the five namespaces;
 #  (b) traffic reached every hook the test meant to exercise (> 0);
 #  (h) module health: handler_errors 0; no MAXACTION, Array overflow, aborted or
 #      fatal in the logs; every batch within MAXACTION (all four families on:
@@ -52,20 +56,36 @@ check "(h) raw: no MAXACTION/Array overflow/aborted/fatal in the module's output
 
 # ---------------------------------------------------------------- nft counters
 hooks_inet="prerouting input forward output postrouting"
-nft_setup() {
+# The namespaces with nft chains ("-": this one).
+nslist=(-)
+nsrun() { # NS CMD...: CMD in namespace NS
+  local ns=$1
+  shift
+  if [ "$ns" = - ]; then "$@"; else ip netns exec "$ns" "$@"; fi
+}
+nft_setup() { # NS
   local fam hooks h
   for fam in ip ip6 arp bridge; do
     case $fam in arp) hooks="input output" ;; *) hooks=$hooks_inet ;; esac
-    nft add table $fam kt_nf || return 1
+    nsrun "$1" nft add table $fam kt_nf || return 1
     for h in $hooks; do
-      nft add chain $fam kt_nf "$h" "{ type filter hook $h priority 0; }" &&
-        nft add rule $fam kt_nf "$h" counter || return 1
+      nsrun "$1" nft add chain $fam kt_nf "$h" "{ type filter hook $h priority 0; }" &&
+        nsrun "$1" nft add rule $fam kt_nf "$h" counter || return 1
     done
   done
 }
-# nft_count FAM HOOK -> "packets bytes"
-nft_count() { nft list chain "$1" kt_nf "$2" | sed -n 's/.*counter packets \([0-9]*\) bytes \([0-9]*\).*/\1 \2/p'; }
-nft_setup || bad "nft setup failed"
+# nft_counts -> lines "fam hook packets bytes" of the kt_nf chains, summed over the namespaces
+# in nslist (one `nft list table` per namespace and family)
+nft_counts() {
+  local ns fam
+  for ns in "${nslist[@]}"; do
+    for fam in ip ip6 arp bridge; do
+      nsrun "$ns" nft list table $fam kt_nf |
+        awk -v f=$fam '$1 == "chain" { c = $2 } $1 == "counter" && $2 == "packets" { print f, c, $3, $5 }'
+    done
+  done | awk '{ p[$1 " " $2] += $3; b[$1 " " $2] += $4 } END { for (k in p) print k, p[k], b[k] }'
+}
+nft_setup - || bad "nft setup failed"
 
 # ---------------------------------------------------------------- collectd
 kt_collectd_conf netfilter
@@ -84,10 +104,13 @@ mhook() { # FAM HOOK
 mval() { kt_last "$csvbase-$(mfam "$1")/ipt_$3-$(mhook "$1" "$2")"; }
 # -> lines "fam hook packets bytes", from nft's counters or the module's last batch
 nft_snapshot() {
-  local fam hooks h
+  local fam hooks h counts
+  counts=$(nft_counts)
   for fam in ip ip6 arp bridge; do
     case $fam in arp) hooks="input output" ;; *) hooks=$hooks_inet ;; esac
-    for h in $hooks; do echo "$fam $h $(nft_count $fam "$h")"; done
+    for h in $hooks; do
+      echo "$fam $h $(awk -v f=$fam -v h="$h" '$1 == f && $2 == h { print $3, $4 }' <<<"$counts")"
+    done
   done
 }
 mod_snapshot() {
@@ -110,15 +133,19 @@ settled() {
   rm -f "$1.mod"
 }
 
-# Namespaces and devices, made after the module was loaded: their own netfilter
-# hooks are not ours (the module hooks the namespaces existing at load); all
-# counting here is in the initial namespace, on the routed and bridged paths.
+# Namespaces and devices, made after the module was loaded: the module hooks them
+# as they are created, so their nft chains are counted too.
 sysctl -qw net.ipv4.ip_forward=1
 for n in a b c d; do
   ip netns add kt_$n
   # a new namespace does not inherit the sysctls above
   ip netns exec kt_$n sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+  nft_setup kt_$n || bad "nft setup in kt_$n failed"
+  nslist+=(kt_$n)
 done
+# One that comes and goes while the module runs: its hooks are added and removed with it (the
+# kernel log check after the scenario sees any complaint about them).
+ip netns add kt_e && ip netns del kt_e
 ip link add a0 type veth peer name a1 netns kt_a
 ip link add b0 type veth peer name b1 netns kt_b
 ip addr add 10.1.0.1/24 dev a0; ip link set a0 up
@@ -156,7 +183,9 @@ skipped=$(health probes_skipped); herr=$(health handler_errors)
 kt_collectd_stop netfilter
 slack=$((${skipped:-0} + ${herr:-0}))
 maxact=$(max_actions "$out/collectd.log")
-nft delete table ip kt_nf; nft delete table ip6 kt_nf; nft delete table arp kt_nf; nft delete table bridge kt_nf
+for ns in "${nslist[@]}"; do
+  for fam in ip ip6 arp bridge; do nsrun "$ns" nft delete table $fam kt_nf; done
+done
 for n in a b c d; do ip netns del kt_$n; done
 
 # (a)+(b): deltas per family and hook.
