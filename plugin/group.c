@@ -625,8 +625,7 @@ static void build_command(struct group *g, char *words, size_t size,
   } while (0)
   WORD("%s", g->staprun);
   WORD("-b");
-  WORD("%zu",
-       g->cfg.buffer_mib ? g->cfg.buffer_mib : CONFIG_DEFAULT_BUFFER_MIB);
+  WORD("%zu", g->cfg.buffer_mib);
   WORD("%s", g->cfg.module);
   WORD("interval_ms=%llu", (unsigned long long)g->cfg.interval_ms);
   for (size_t i = 0; i < g->cfg.nparams; i++)

@@ -46,6 +46,7 @@ static int setup(void **state) {
   f->gcfg.interval_ms = 1000;
   f->gcfg.max_batch_records = 4096;
   f->gcfg.max_series = 4096;
+  f->gcfg.buffer_mib = 1;
   path_join(f->proc_modules, sizeof(f->proc_modules), f->dir, "proc-modules");
   snprintf(f->pcfg.proc_modules, sizeof(f->pcfg.proc_modules), "%s",
            f->proc_modules);
