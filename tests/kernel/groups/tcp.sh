@@ -236,8 +236,10 @@ check "(e) port rows sum to the total ($psum = $ctotal)" [ "$psum" = "${ctotal:-
 check "(e) peer rows sum to the total ($rsum = $ctotal)" [ "$rsum" = "${ctotal:-x}" ]
 short_by "(e) retransmits vs Tcp RetransSegs delta" "$ctotal" $((c1 - c0)) \
   $((cskip + cerr + cf1 - cf0 + $(untraced_retx $((c1 - c0)))))
-check "(e) top_flows names IPv6 flows to the caps ports" \
-  grep -Eq '^flow \[[0-9a-f:]+\]:[0-9]+ \[2001:0db8:0077:0000:0000:0000:0000:[0-9a-f]{4}\]:10[0-6][0-9] [0-9]+$' "$out/top_flows-ipv6.txt"
+# A fold names up to 64 IPv6 flows (the sample quota) and the windows keep 256 of the 300, so
+# at least 20 named flows are in the windows whatever the CPUs did: the read prints its 10.
+nflows=$(grep -Ec '^flow \[[0-9a-f:]+\]:[0-9]+ \[2001:0db8:0077:0000:0000:0000:0000:[0-9a-f]{4}\]:10[0-6][0-9] [0-9]+$' "$out/top_flows-ipv6.txt")
+check "(e) top_flows names 10 IPv6 flows to the caps ports ($nflows)" [ "$nflows" = 10 ]
 
 # collectd with the shipped snippets; only install paths are changed.
 kt_collectd_conf tcp stap-thresholds.conf
