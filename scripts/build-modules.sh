@@ -44,7 +44,8 @@
 #    KVER (lines `// optional: NAME POINT` in the script): the answer is compiled in, so no
 #    handler has to ask pp() at run time (which is what made SystemTap 4.8 misplace its lock).
 #    A module that uses the tapset's per-CPU counters says how many (`// counters: N`, 1..64):
-#    built with -DCS_COUNTERS=N, the size of its static per-CPU block.
+#    built with -DCS_COUNTERS=N, the size of its static per-CPU block; one that has latency
+#    distributions says how many ids (`// latency: N`, 1..1024): built with -DCS_LAT_IDS=N.
 #  - Overload policy (modules/PROTOCOL.md, "Module safety"): --suppress-handler-errors (a handler
 #    error or a skipped probe is counted, reported every batch, never fatal) and
 #    -DSTP_NO_OVERLOAD (a busy host never makes the module stop itself), and
@@ -588,13 +589,25 @@ optional_probes() {
     sed -n 's|^[[:space:]]*//[[:space:]]*optional:[[:space:]]*\([a-z0-9_]\{1,\}\)[[:space:]]\{1,\}\(.*[^[:space:]]\)[[:space:]]*$|\1\t\2|p' "$1"
 }
 
-# counter_flags FILE.stp: -DCS_COUNTERS=N for a script with a line `// counters: N`, the size of
-# its block of the tapset's per-CPU counters (static per-CPU memory, so sized per module).
-counter_flags() {
-    grep -Eq '^[[:space:]]*//[[:space:]]*counters:' "$1" || return 0
-    sed -n 's|^[[:space:]]*//[[:space:]]*counters:[[:space:]]*\([1-9][0-9]\{0,1\}\)[[:space:]]*$|-DCS_COUNTERS=\1|p' "$1" |
-        head -n 1 | grep . ||
-        die "$(basename "$1"): its '// counters:' line must give a number from 1 to 64"
+# size_flags FILE.stp: the -D flags that size the tapset's static blocks for a script, on one
+# line: -DCS_COUNTERS=N for a line `// counters: N` (its per-CPU counters, 1..64: static per-CPU
+# memory, so sized per module) and -DCS_LAT_IDS=N for a line `// latency: N` (its latency
+# distribution ids, 1..1024, about 2 KB each).
+size_flags() {
+    local flags=() n
+    if grep -Eq '^[[:space:]]*//[[:space:]]*counters:' "$1"; then
+        n=$(sed -n 's|^[[:space:]]*//[[:space:]]*counters:[[:space:]]*\([1-9][0-9]\{0,1\}\)[[:space:]]*$|\1|p' "$1" | head -n 1)
+        [ -n "$n" ] && [ "$n" -le 64 ] ||
+            die "$(basename "$1"): its '// counters:' line must give a number from 1 to 64"
+        flags+=("-DCS_COUNTERS=$n")
+    fi
+    if grep -Eq '^[[:space:]]*//[[:space:]]*latency:' "$1"; then
+        n=$(sed -n 's|^[[:space:]]*//[[:space:]]*latency:[[:space:]]*\([1-9][0-9]\{0,3\}\)[[:space:]]*$|\1|p' "$1" | head -n 1)
+        [ -n "$n" ] && [ "$n" -le 1024 ] ||
+            die "$(basename "$1"): its '// latency:' line must give a number from 1 to 1024"
+        flags+=("-DCS_LAT_IDS=$n")
+    fi
+    echo "${flags[*]}"
 }
 
 # resolve_optional GROUP FILE.stp GENDIR RTREE ENV...: writes GENDIR/resolved.stp with
@@ -666,16 +679,16 @@ write_params() {
     mv -f "$tmp" "$out"
 }
 
-# lint_module GROUP NAME FILE.stp GENDIR RTREE LOG COUNTERS ENV...: stap -p3, then the module
-# lint. COUNTERS: the script's counter_flags (the same -D as its build), or empty.
+# lint_module GROUP NAME FILE.stp GENDIR RTREE LOG SIZES ENV...: stap -p3, then the module
+# lint. SIZES: the script's size_flags (the same -D flags as its build, one word each), or empty.
 lint_module() {
-    local group=$1 name=$2 stp=$3 gen=$4 rtree=$5 log=$6 counters=$7
+    local group=$1 name=$2 stp=$3 gen=$4 rtree=$5 log=$6 sizes=$7
     shift 7
     local c="$gen/$name.c"
     # -p3 prints the C on stdout; a cold pass 2 can take minutes (no heartbeat needed: the
     # -p4 build that follows reuses it).
     if ! env "$@" "$STAP" -p3 -m "$name" -r "$rtree" -I "$TAPSET_DIR" -I "$gen" \
-            "${POLICY_FLAGS[@]}" "${RUNTIME_FLAGS[@]}" "${KBUILD_FLAGS[@]}" "${extra[@]}" ${counters:+"$counters"} "$stp" >"$c" 2>"$log"; then
+            "${POLICY_FLAGS[@]}" "${RUNTIME_FLAGS[@]}" "${KBUILD_FLAGS[@]}" "${extra[@]}" $sizes "$stp" >"$c" 2>"$log"; then
         show_failure "$group" "$log" "stap -p3 (translate)"
         return 1
     fi
@@ -905,8 +918,9 @@ main() {
         kind=again
         [ -f "$ko" ] || [ -f "$out_dir/.$name.lint-key" ] || kind=first
 
-        local denv=() dnote='' attempt ok rtree=$KVER counters
-        counters=$(counter_flags "$stp")
+        local denv=() dnote='' attempt ok rtree=$KVER sizes
+        # -D flags without spaces: split into words where they are passed ($sizes unquoted).
+        sizes=$(size_flags "$stp") || exit 1
         if needs_debuginfo "$stp"; then
             ensure_debuginfo
             denv=("${DEBUGINFO_ENV[@]}")
@@ -928,7 +942,7 @@ main() {
             ukey=$(key_used "$stp" "$name" ${#denv[@]}) || ukey=none
             resolve_optional "$group" "$stp" "$gen" "$rtree" "${denv[@]}"
             info "[$group] lint: stap -p3 -r $KVER $(basename "$stp")$dnote, then scripts/module-lint.py"
-            if ! lint_module "$group" "$name" "$stp" "$gen" "$rtree" "$log" "$counters" "${denv[@]}"; then
+            if ! lint_module "$group" "$name" "$stp" "$gen" "$rtree" "$log" "$sizes" "${denv[@]}"; then
                 :
             elif [ "$mode" = lint ]; then
                 info "[$group] lint ok in $(elapsed "$t0")s"
@@ -942,7 +956,7 @@ main() {
                 tmp=$(mktemp -d "$out_dir/.build.XXXXXX")
                 if (cd "$tmp" && run_stap "$group" "$log" "$t0" env "${denv[@]}" "$STAP" -v -p4 -m "$name" -r "$rtree" \
                         -I "$TAPSET_DIR" -I "$gen" "${POLICY_FLAGS[@]}" "${RUNTIME_FLAGS[@]}" "${KBUILD_FLAGS[@]}" "${extra[@]}" \
-                        ${counters:+"$counters"} "$stp") &&
+                        $sizes "$stp") &&
                         [ -f "$tmp/$name.ko" ]; then
                     mv -f "$tmp/$name.ko" "$ko"
                     chmod 0644 "$ko"    # a .ko from stap's cache can be 0666; staprun refuses that
