@@ -23,13 +23,15 @@ kt_require_module connect
 modprobe nf_tables 2>/dev/null || true
 modprobe nft_numgen 2>/dev/null || true
 
-# Module vs stopwatch: the bucket midpoint is within 6.25%, and the module's
-# clock starts and stops inside the syscall while Python's brackets it (a
-# few ms under TCG): 6.25% + 20 ms.
-lat_close() { # MODULE_US USER_US
-  local d=$(($1 - $2))
-  [ $d -lt 0 ] && d=$((-d))
-  [ $d -le $(($2 / 16 + 20000)) ]
+# Module vs stopwatch: the module's clock starts and stops inside the syscall (the handshake
+# inside it too) while Python's brackets it, so each module value is at most its call's
+# stopwatch, and so is each order statistic (avg, max, p50, p99) at most the test's; a
+# percentile, a bucket midpoint, may be up to 6.25% above its value: + 1/16 + 1 ms. How much
+# less it is depends on how long the busy emulated host kept Python from running (a cold run
+# saw a p50 22 ms below the stopwatch's): the lower bounds are the kernel's own timers (a
+# dropped SYN is sent again after 1 s, TCP_TIMEOUT_INIT), never the stopwatch.
+lat_in() { # MODULE_US USER_US LOW_US BELOW_US: at most the stopwatch, at least LOW, below BELOW
+  [ "${1:-x}" -le $(($2 + $2 / 16 + 1000)) ] 2>/dev/null && [ "$1" -ge "$3" ] && [ "$1" -lt "$4" ]
 }
 user_lat() { # FILE -> count avg max p50 p99 slow
   sed -n 's/^count=\([0-9]*\) avg_us=\([0-9]*\) max_us=\([0-9]*\) p50_us=\([0-9]*\) p99_us=\([0-9]*\) slow=\([0-9]*\)$/\1 \2 \3 \4 \5 \6/p' "$1"
@@ -70,10 +72,17 @@ for what in syscall handshake; do
     echo "  test's stopwatch (connect()): $uc $ua $umax $u50 $u99 (slow >= 500 ms: $uslow)"
   } | tee -a "$out/measurements.txt"
   check "(a) $what count: module ${mc:-none} = test $uc" [ "${mc:-x}" = "$uc" ]
-  check "(a) $what avg ${ma:-none} us vs test $ua us (6.25% + 20 ms)" lat_close "${ma:-0}" "$ua"
-  check "(a) $what max ${mmax:-none} us vs test $umax us (6.25% + 20 ms)" lat_close "${mmax:-0}" "$umax"
-  check "(a) $what p50 ${m50:-none} us vs test $u50 us (6.25% + 20 ms)" lat_close "${m50:-0}" "$u50"
-  check "(a) $what p99 ${m99:-none} us vs test $u99 us (6.25% + 20 ms)" lat_close "${m99:-0}" "$u99"
+  # 5 of the 10 connects wait for the 1 s SYN retransmit (checked below): the average holds
+  # 5 x 1 s / 10, the maximum and p99 (the 10th of 10) are slow ones (at least 1 s, less 6.25%
+  # for p99's bucket), p50 (the 5th) a fast one (below the slow ones' 933 ms).
+  check "(a) $what avg ${ma:-none} us: at most the test's $ua us, at least $uslow x 1 s / $uc" \
+    lat_in "${ma:-x}" "$ua" $((${uslow:-0} * 996000 / ${uc:-1})) 100000000
+  check "(a) $what max ${mmax:-none} us: at most the test's $umax us, at least 1 s" \
+    lat_in "${mmax:-x}" "$umax" 996000 100000000
+  check "(a) $what p50 ${m50:-none} us: at most the test's $u50 us, a fast connect" \
+    lat_in "${m50:-x}" "$u50" 0 933000
+  check "(a) $what p99 ${m99:-none} us: at most the test's $u99 us, a slow connect" \
+    lat_in "${m99:-x}" "$u99" 933000 100000000
 done
 check "(a) half the connects were slow (>= 500 ms): $uslow of $uc" [ "$uslow" = 5 ]
 check "(a) 10 ipv4-success in the raw output" grep -q '^derive connect connections ipv4-success 10$' "$out/connect-module-output.txt"
@@ -162,5 +171,7 @@ read -r _ _ bh_max _ _ _ <<<"$(user_lat "$out/blackhole4.txt")"
 echo "latency counts over all intervals: syscall $sys_n (test: 26 calls), handshake $hs_n (15); largest syscall max $sys_max us (ETIMEDOUT call: $bh_max us)" | tee -a "$out/measurements.txt"
 check "(b) syscall latency count $sys_n vs 26 connect() calls (short by at most $tol)" short_ok "$sys_n" 26 "$tol"
 check "(b) handshake latency count $hs_n vs 15 established (short by at most $tol)" short_ok "$hs_n" 15 "$tol"
-check "(b) largest syscall max $sys_max us vs the ETIMEDOUT call's $bh_max us (6.25% + 20 ms)" lat_close "$sys_max" "$bh_max"
+# tcp_syn_retries=1: the SYN at 0 and 1 s, ETIMEDOUT at 3 s by the kernel's timers.
+check "(b) largest syscall max $sys_max us: at most the ETIMEDOUT call's $bh_max us, at least 3 s" \
+  lat_in "$sys_max" "$bh_max" 2990000 100000000
 kt_done
