@@ -595,19 +595,22 @@ optional_probes() {
 # distribution ids, 1..1024, about 2 KB each).
 size_flags() {
     local flags=() n
-    if grep -Eq '^[[:space:]]*//[[:space:]]*counters:' "$1"; then
-        n=$(sed -n 's|^[[:space:]]*//[[:space:]]*counters:[[:space:]]*\([1-9][0-9]\{0,1\}\)[[:space:]]*$|\1|p' "$1" | head -n 1)
-        [ -n "$n" ] && [ "$n" -le 64 ] ||
-            die "$(basename "$1"): its '// counters:' line must give a number from 1 to 64"
-        flags+=("-DCS_COUNTERS=$n")
-    fi
-    if grep -Eq '^[[:space:]]*//[[:space:]]*latency:' "$1"; then
-        n=$(sed -n 's|^[[:space:]]*//[[:space:]]*latency:[[:space:]]*\([1-9][0-9]\{0,3\}\)[[:space:]]*$|\1|p' "$1" | head -n 1)
-        [ -n "$n" ] && [ "$n" -le 1024 ] ||
-            die "$(basename "$1"): its '// latency:' line must give a number from 1 to 1024"
-        flags+=("-DCS_LAT_IDS=$n")
-    fi
+    n=$(header_number "$1" counters 64) || exit 1
+    [ -z "$n" ] || flags+=("-DCS_COUNTERS=$n")
+    n=$(header_number "$1" latency 1024) || exit 1
+    [ -z "$n" ] || flags+=("-DCS_LAT_IDS=$n")
     echo "${flags[*]}"
+}
+
+# header_number FILE.stp KEY MAX: N of the script's first line `// KEY: N` (1..MAX), nothing
+# without such a line; dies on a line that gives no number in that range.
+header_number() {
+    local n
+    grep -Eq "^[[:space:]]*//[[:space:]]*$2:" "$1" || return 0
+    n=$(sed -n "s|^[[:space:]]*//[[:space:]]*$2:[[:space:]]*\([1-9][0-9]\{0,3\}\)[[:space:]]*\$|\1|p" "$1" | head -n 1)
+    [ -n "$n" ] && [ "$n" -le "$3" ] ||
+        die "$(basename "$1"): its '// $2:' line must give a number from 1 to $3"
+    echo "$n"
 }
 
 # resolve_optional GROUP FILE.stp GENDIR RTREE ENV...: writes GENDIR/resolved.stp with
