@@ -5,8 +5,10 @@
  * the same values, so the two collectd daemons do the same work behind
  * their readers.
  *
- *   bench_feed MODULE interval_ms=N      as staprun; MODULE's first line is
- *                                        "SERIES BATCHES CTLDIR"
+ *   bench_feed [-b MIB] MODULE interval_ms=N
+ *                                        as staprun (the plugin passes its
+ *                                        BufferSize as -b); MODULE's first
+ *                                        line is "SERIES BATCHES CTLDIR"
  *   bench_feed -d NAME                   as `staprun -d': nothing to do
  *   bench_feed --putval GROUP SERIES BATCHES CTLDIR INTERVAL_MS
  *
@@ -75,7 +77,8 @@ static size_t format_batch(const struct feed *f, unsigned long b, char *buf) {
                            "\" N:%llu\n",
                            f->group, i, v);
     else
-      n += (size_t)sprintf(buf + n, "derive %s protocol_counter series-%lu %llu\n",
+      n += (size_t)sprintf(buf + n,
+                           "derive %s protocol_counter series-%lu %llu\n",
                            f->group, i, v);
   }
   if (!f->putval)
@@ -119,21 +122,35 @@ static void run(const struct feed *f) {
 
 /* As staprun: the group is NAME of collectd_stap_NAME.ko, the rest is in
  * the module file (staprun's parameters are checked by the plugin against a
- * list, so the benchmark's own settings do not go there). */
+ * list, so the benchmark's own settings do not go there). The options the
+ * plugin passes before the module (-b MIB) are taken and ignored; any other
+ * is refused, so that a command line the feeder does not know shows as a
+ * usage error in the daemon's log and a benchmark without values. */
 static int as_staprun(int argc, char **argv, struct feed *f) {
   static char group[64], ctl[4096];
-  const char *base = strrchr(argv[1], '/');
-  base = base ? base + 1 : argv[1];
+  int i = 1;
+  while (i < argc && argv[i][0] == '-') {
+    if (strcmp(argv[i], "-b") != 0 || i + 1 >= argc)
+      return -1;
+    i += 2;
+  }
+  if (i >= argc)
+    return -1;
+  const char *module = argv[i];
+  const char *base = strrchr(module, '/');
+  base = base ? base + 1 : module;
   if (sscanf(base, "collectd_stap_%63[a-z].ko", group) != 1)
     return -1;
-  FILE *m = fopen(argv[1], "r");
-  if (m == NULL ||
-      fscanf(m, "%lu %lu %4095s", &f->series, &f->batches, ctl) != 3)
+  FILE *m = fopen(module, "r");
+  if (m == NULL)
     return -1;
+  int got = fscanf(m, "%lu %lu %4095s", &f->series, &f->batches, ctl);
   fclose(m);
+  if (got != 3)
+    return -1;
   f->group = group;
   f->ctl = ctl;
-  for (int i = 2; i < argc; i++)
+  for (i++; i < argc; i++)
     if (strncmp(argv[i], "interval_ms=", 12) == 0)
       f->interval_ms = strtoul(argv[i] + 12, NULL, 10);
   return f->interval_ms > 0 ? 0 : -1;
@@ -153,7 +170,8 @@ int main(int argc, char **argv) {
     f.ctl = argv[5];
     f.interval_ms = strtoul(argv[6], NULL, 10);
   } else if (argc < 2 || as_staprun(argc, argv, &f) != 0) {
-    fprintf(stderr, "usage: bench_feed MODULE interval_ms=N | -d NAME | "
+    fprintf(stderr, "usage: bench_feed [-b MIB] MODULE interval_ms=N | "
+                    "-d NAME | "
                     "--putval GROUP SERIES BATCHES CTLDIR INTERVAL_MS\n");
     return 2;
   }

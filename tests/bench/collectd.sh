@@ -19,8 +19,11 @@
 # threads ("stap/GROUP") against exec's read threads ("exec read"). Their
 # run time comes from /proc/PID/task/TID/schedstat (nanoseconds, unlike the
 # 10 ms ticks of stat), taken when the feeders start and after they have
-# printed their last batch; the values are counted exactly (every feeder
-# prints BATCHES batches). Whole-process CPU would add collectd's write
+# printed their last batch and every value fed has reached the writer
+# (null_write counts them); the values are counted exactly (every feeder
+# prints BATCHES batches). A repetition where a feeder did not finish or a
+# daemon's writer got fewer values than were fed fails the benchmark: a
+# reader that dispatched nothing costs nothing. Whole-process CPU would add collectd's write
 # threads, the same work on both sides that neither plugin can change, and
 # would only dilute the ratio.
 # Memory: each daemon's VmRSS after the last batch (steady) and VmHWM (peak).
@@ -147,6 +150,19 @@ stats() {
   echo "$ns $cs"
 }
 
+# written SIDE: the values the daemon's writer was given (null_write's count).
+written() {
+  local n
+  n=$(cat "${dir[$1]}/written" 2>/dev/null)
+  echo "${n:-0}"
+}
+
+# broken WHY: a repetition that measured nothing real stops the benchmark.
+broken() {
+  echo "collectd bench: FAILED: repetition $rep: $1" >&2
+  exit 1
+}
+
 rss_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
 results=$out/results
@@ -165,7 +181,8 @@ for rep in $(seq 1 "$reps"); do
     conf "$side" "${dir[$side]}" "$ctl" >"${dir[$side]}/collectd.conf"
   done
   for side in stap exec; do
-    collectd -f -C "${dir[$side]}/collectd.conf" >"${dir[$side]}/stdout" 2>&1 &
+    NULL_WRITE_COUNT=${dir[$side]}/written \
+      collectd -f -C "${dir[$side]}/collectd.conf" >"${dir[$side]}/stdout" 2>&1 &
     pid[$side]=$!
     pids+=("$!")
   done
@@ -197,10 +214,24 @@ for rep in $(seq 1 "$reps"); do
     [ "$(cat "$tmp/$rep-stap/done" "$tmp/$rep-exec/done" 2>/dev/null | wc -l)" -ge $((2 * ngroups)) ] && break
     sleep 0.1
   done
-  # The last batch is in the pipes: let the readers finish it.
-  sleep 1
-  row=$rep
+  for side in stap exec; do
+    finished=$(cat "$tmp/$rep-$side/done" 2>/dev/null | wc -l)
+    [ "$finished" = "$ngroups" ] ||
+      broken "$side: $finished of $ngroups feeders printed their $batches batches; see ${dir[$side]}/collectd.log"
+  done
+  # The last batch is in the pipes: wait until every value fed has reached
+  # the writer (null_write counts them; the plugin adds its health values).
   values=$((batches * series * ngroups))
+  fed=$(((batches + 1) * series * ngroups))
+  for _ in $(seq 1 300); do
+    [ "$(written stap)" -ge $fed ] && [ "$(written exec)" -ge $fed ] && break
+    sleep 0.1
+  done
+  for side in stap exec; do
+    [ "$(written $side)" -ge $fed ] ||
+      broken "$side: $(written $side) values written of the $fed fed; see ${dir[$side]}/collectd.log"
+  done
+  row=$rep
   for side in stap exec; do
     # shellcheck disable=SC2086
     read -r ns1 cs1 < <(stats "${pid[$side]}" ${tids[$side]})
