@@ -8,8 +8,9 @@ usage:
       then everything is closed. prints: connects=N established=N seconds=S
   latency ADDR PORT DELAYS_MS...
       A listener (backlog 128). For each delay D: one blocking connect, then sleep D ms,
-      then accept() it. The accept latency the test sees is the time from connect()
-      returning to accept() returning. prints one line per connection (latency_us=N)
+      then accept() it. The test's stopwatch runs from before connect() to after accept()
+      returned, so it brackets the kernel's interval (child socket created during the
+      handshake, accept() returning it). prints one line per connection (latency_us=N)
       and a summary: count=N avg_us=N max_us=N p50_us=N p99_us=N (nearest rank).
   many ADDR BASEPORT NPORTS CONNECTS SECONDS
       NPORTS listeners with backlog 1 that never accept, on ADDR:BASEPORT.., CONNECTS
@@ -63,8 +64,8 @@ def latency(addr, port, delays):
     listener.listen(128)
     lat = []
     for d in delays:
-        c = socket.create_connection((addr, port), timeout=10)
         t0 = time.monotonic()
+        c = socket.create_connection((addr, port), timeout=10)
         time.sleep(d / 1000.0)
         s, _ = listener.accept()
         us = int((time.monotonic() - t0) * 1e6)

@@ -4,8 +4,8 @@
 # cookies on), a listener whose handshakes never complete fills its SYN queue
 # (SYN cookies off), and a listener that accepts after known delays gives an
 # accept latency. Asserts:
-#  (a) the module alone (staprun): its latency line agrees with the latencies
-#      the test measured in user space;
+#  (a) the module alone (staprun): its latency line lies within the test's
+#      stopwatch (before connect() to after accept()) and above its sleeps;
 #  (b) under collectd, the overflow counters agree with TcpExt ListenOverflows,
 #      TCPReqQFullDoCookies, TCPReqQFullDrop and ListenDrops; per-port series
 #      exist for the ports the test used and sum to the totals;
@@ -30,16 +30,21 @@ within() { # A B TOL
   [ "${d#-}" -le "$3" ]
 }
 
-# tolerance for a latency the module measured vs the test's own stopwatch:
-# the bucket midpoint is within 6.25% of the value, and the two clocks stop
-# and start at slightly different places (child created in softirq vs
-# connect() returning; accept() returning in the kernel vs in Python), which
-# under TCG costs up to a few ms each; allow 20 ms for that.
-lat_close() { # MODULE_US USER_US
-  local m=$1 u=$2 d
-  d=$((m - u))
-  [ $d -lt 0 ] && d=$((-d))
-  [ $d -le $((u / 16 + 20000)) ]
+# Module vs stopwatch: the module's clock starts when the handshake creates the child socket
+# and stops when accept() returns it; the test's stopwatch starts before connect() and stops
+# after accept() returned, so each module value is at most its connection's stopwatch, and so
+# is each order statistic (avg, max, p50, p99) at most the test's; a percentile, a bucket
+# midpoint, may be up to 6.25% above its value: + 1/16 + 1 ms. How much less it is depends on
+# how long the busy emulated host kept Python from running, so the lower bounds come from the
+# test's sleeps between connect() and accept(), never from the stopwatch.
+lat_in() { # MODULE_US USER_US LOW_US BELOW_US: at most the stopwatch, at least LOW, below BELOW
+  [ "${1:-x}" -le $(($2 + $2 / 16 + 1000)) ] 2>/dev/null && [ "$1" -ge "$3" ] && [ "$1" -lt "$4" ]
+}
+# The least a latency of a SLEEP_MS sleep can show: its bucket's midpoint may be 6.25% below
+# it, and the child may be created up to 10 ms after connect() returned (the final ACK's
+# softirq deferred on a busy guest).
+slept() { # SLEEP_MS
+  echo $(($1 * 1000 * 15 / 16 - 10000))
 }
 
 # The summary line of accept_load.py latency: count avg max p50 p99 (us).
@@ -71,10 +76,17 @@ read -r mc ma mmax m50 m99 <<<"$(awk '$1 == "gauge" && $3 == "stap_latency" && $
   echo "  test's stopwatch:            $uc $ua $umax $u50 $u99"
 } | tee "$out/measurements.txt"
 check "(a) accept count: module ${mc:-none} = test $uc" [ "${mc:-x}" = "$uc" ]
-check "(a) p50 ${m50:-none} us vs test $u50 us (6.25% + 20 ms)" lat_close "${m50:-0}" "$u50"
-check "(a) p99 ${m99:-none} us vs test $u99 us (6.25% + 20 ms)" lat_close "${m99:-0}" "$u99"
-check "(a) max ${mmax:-none} us vs test $umax us (6.25% + 20 ms)" lat_close "${mmax:-0}" "$umax"
-check "(a) avg ${ma:-none} us vs test $ua us (6.25% + 20 ms)" lat_close "${ma:-0}" "$ua"
+# 18 of the 20 accepts come 50 ms after their connect, 2 after 400 ms: the average holds at
+# least (18 x 50 + 2 x 400) / 20 ms, the maximum and p99 (the 20th of 20) are slow ones, p50
+# (the 10th) a fast one.
+check "(a) avg ${ma:-none} us: at most the test's $ua us, at least 85 ms less 10" \
+  lat_in "${ma:-x}" "$ua" 75000 100000000
+check "(a) max ${mmax:-none} us: at most the test's $umax us, at least $(slept 400) (a 400 ms sleep)" \
+  lat_in "${mmax:-x}" "$umax" "$(slept 400)" 100000000
+check "(a) p50 ${m50:-none} us: at most the test's $u50 us, a 50 ms one" \
+  lat_in "${m50:-x}" "$u50" "$(slept 50)" "$(slept 400)"
+check "(a) p99 ${m99:-none} us: at most the test's $u99 us, a 400 ms one" \
+  lat_in "${m99:-x}" "$u99" "$(slept 400)" 100000000
 check "(a) raw output has an overflow notification naming port 5011" \
   grep -q '^notify warning accept protocol_counter accept-queue-overflows-port-5011 .*port 5011' "$out/accept-module-output.txt"
 
@@ -198,7 +210,8 @@ echo "accepts in csv: $accepts (test: 10); largest per-interval max: $lmax us (t
 # run with two busy loops on the host's two cores skipped 1 and counted 9).
 lat_count_ok() { [ "$accepts" -le 10 ] && [ "$accepts" -ge $((10 - tol)) ]; }
 check "(c) accept latency count over all intervals = 10 accepts, short by at most $tol ($accepts)" lat_count_ok
-check "(c) largest max $lmax us vs test's $tmax us (6.25% + 20 ms)" lat_close "$lmax" "$tmax"
+check "(c) largest max $lmax us: at most the test's $tmax us, at least $(slept 100) (a 100 ms sleep)" \
+  lat_in "$lmax" "$tmax" "$(slept 100)" 100000000
 
 # ---------------------------------------------------------------- (e) caps
 # 300 listening ports (backlog 1, never accepting): first 64 ports, then 236
