@@ -17,6 +17,10 @@
 #   BENCH_KERNEL_RR_CPU=same        RR with both ends on vCPU 0 (other: server on vCPU 1; its rate
 #                                   then follows the host's wake-up latency: guest.sh says why)
 #   BENCH_KERNEL_BPFTRACE=0         skip the bpftrace reference
+#   BENCH_KERNEL_VARIANTS="netdev+txq_latency=1"
+#                                   more configurations: a group's module loaded alone with
+#                                   these parameters (the cost of an opt-in feature; only for
+#                                   groups in BENCH_KERNEL_GROUPS; "" for none)
 #   BENCH_KERNEL_TIMING=1           load modules built with -DSTP_TIMING (in $(BENCH_KERNEL_DIR)/
 #                                   timing-modules): each module reports, when stopped, how many
 #                                   cycles its handler took per probe point (fastest / mean hit),
@@ -36,6 +40,7 @@ BENCH_KERNEL_CPUS ?= 2
 BENCH_KERNEL_BPFTRACE ?= 1
 BENCH_KERNEL_RR_CPU ?= same
 BENCH_KERNEL_TIMING ?= 0
+BENCH_KERNEL_VARIANTS ?= netdev+txq_latency=1
 BENCH_KERNEL_TIMEOUT ?= 2700
 BENCH_KERNEL_DIR := $(BUILD)/bench/kernel
 
@@ -48,8 +53,11 @@ $(BENCH_KERNEL_DIR)/netbench: tests/bench/kernel/netbench.c
 
 bench-kernel: $(BENCH_KERNEL_DIR)/netbench | deps-kernel deps-bench-kernel
 	@set -e; kver=$$($(MAKE) -s --no-print-directory kernel-kver); \
-	groups="$(strip $(BENCH_KERNEL_GROUPS))"; \
-	echo "==> bench-kernel on Debian kernel $$kver (qemu, TCG, $(BENCH_KERNEL_CPUS) vCPUs): $$groups"; \
+	groups="$(strip $(BENCH_KERNEL_GROUPS))"; variants=; \
+	for v in $(BENCH_KERNEL_VARIANTS); do \
+	  case " $$groups " in *" $${v%%+*} "*) variants="$$variants $$v" ;; esac; \
+	done; \
+	echo "==> bench-kernel on Debian kernel $$kver (qemu, TCG, $(BENCH_KERNEL_CPUS) vCPUs): $$groups$$variants"; \
 	if [ "$(BENCH_KERNEL_TIMING)" = 1 ]; then \
 	  MODULES_OUT=$(abspath $(BENCH_KERNEL_DIR))/timing-modules STAP_EXTRA_FLAGS=-DSTP_TIMING \
 	    scripts/build-modules.sh --kver $$kver $$groups; \
@@ -67,7 +75,7 @@ bench-kernel: $(BENCH_KERNEL_DIR)/netbench | deps-kernel deps-bench-kernel
 	  --timeout $(BENCH_KERNEL_TIMEOUT) tests/bench/kernel/guest.sh \
 	  duration=$(BENCH_KERNEL_DURATION) warmup=$(BENCH_KERNEL_WARMUP) reps=$(BENCH_KERNEL_REPS) \
 	  base_reps=$(BENCH_KERNEL_BASE_REPS) bpftrace=$(BENCH_KERNEL_BPFTRACE) rr_cpu=$(BENCH_KERNEL_RR_CPU) modules=$$mods \
-	  groups=$$(echo $$groups | tr ' ' ,) || rc=$$?; \
+	  groups=$$(echo $$groups $$variants | tr ' ' ,) || rc=$$?; \
 	kill $$lpid 2>/dev/null; \
 	echo "loadavg at end $$(cut -d' ' -f1-3 /proc/loadavg)" >>$$run/host.txt; \
 	echo "make bench-kernel total (with waiting for the VM lock) $$(( $$(date +%s) - t0 )) s" >>$$run/host.txt; \

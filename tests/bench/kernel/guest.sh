@@ -21,6 +21,10 @@
 # with the baseline runs right before and right after it:
 #   for each group: the module alone (staprun), then bpftrace on the group's probe points;
 #   then all groups' modules together, then bpftrace with every group's probes.
+# A group written GROUP+PARAM=V[+PARAM=V...] (a variant: `make bench-kernel` adds
+# BENCH_KERNEL_VARIANTS, e.g. netdev+txq_latency=1) is the group's module loaded with those
+# parameters, alone: no bpftrace block of its own (the same probe points as the group's) and not
+# part of "all" (which loads each group once, with its defaults).
 # A configuration block is reps x the three workloads (rep 1: bulk rr udp, rep 2: ...).
 #
 # Modules: staprun MODULE.ko interval_ms=10000 (collectd's default interval), each waited for
@@ -175,16 +179,18 @@ no_module() { ! grep -q '^collectd_stap_' /proc/modules; }
 
 # stap_start CFG GROUP...: one staprun per group, each waited for until its first batch.
 stap_start() {
-  local cfg=$1 g f pid i ok
+  local cfg=$1 g f pid i ok base extra
   shift
   stap_pids=()
   for g in "$@"; do
     f=$out/stap/$cfg.$g
-    if [ ! -f "$modules/collectd_stap_$g.ko" ]; then
-      broken "$modules/collectd_stap_$g.ko missing"
+    base=${g%%+*} extra=()
+    [ "$base" = "$g" ] || IFS=+ read -r -a extra <<<"${g#*+}"
+    if [ ! -f "$modules/collectd_stap_$base.ko" ]; then
+      broken "$modules/collectd_stap_$base.ko missing"
       return 1
     fi
-    staprun "$modules/collectd_stap_$g.ko" interval_ms=10000 >"$f.out" 2>"$f.err" &
+    staprun "$modules/collectd_stap_$base.ko" interval_ms=10000 "${extra[@]}" >"$f.out" 2>"$f.err" &
     pid=$!
     stap_pids+=("$pid")
     ok=0
@@ -380,13 +386,16 @@ bpf_config() { # CFG GROUP...
 
 event "start: ${#glist[@]} groups"
 baseline
+plain=()
 for g in "${glist[@]}"; do
   stap_config "$g" "$g"
+  [ "${g%%+*}" = "$g" ] || continue
   bpf_config "$g" "$g"
+  plain+=("$g")
 done
-if [ ${#glist[@]} -gt 1 ]; then
-  stap_config all "${glist[@]}"
-  bpf_config all "${glist[@]}"
+if [ ${#plain[@]} -gt 1 ]; then
+  stap_config all "${plain[@]}"
+  bpf_config all "${plain[@]}"
 fi
 
 kill "$server_pid" "$rr_server_pid" 2>/dev/null

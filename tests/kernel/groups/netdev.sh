@@ -6,7 +6,7 @@
 #       (r1, r2: an event may be missing only if the module reported events lost)
 #  (r3) kt2 deleted and re-created within one interval: the batch that holds both names
 #       netdev-kt2 once, and the new kt2 continues the series (register 2, no counter goes back);
-#  (r4) txq_latency=0: no latency lines, lo still counted;
+#  (r4) txq_latency left at its default (0, latency is opt-in): no latency lines, lo still counted;
 #  (r5) at the caps (max_devices=64, max_notify=32): (a) 200 dummy devices created and deleted
 #       (64 rows made and freed in one batch); (b) loaded after 64 veth pairs in namespaces were
 #       made (rows for lo and 63 veth ends at load), UDP both ways on every pair (a busy latency
@@ -114,7 +114,7 @@ batch_lines() { awk -v s="$2" '$1 == "begin" && $2 == s { on = 1 } on { print } 
 # ---------------------------------------------------------------- (r1)-(r3) raw output
 say "raw module output (staprun alone, 2 s batches): ip link actions on dummy devices"
 raw=$out/netdev-module-output.txt
-staprun "$ko" interval_ms=2000 >"$raw" 2>"$out/netdev-module-stderr.txt" &
+staprun "$ko" interval_ms=2000 txq_latency=1 >"$raw" 2>"$out/netdev-module-stderr.txt" &
 spid=$!
 wait_for 60 has_batches "$raw" 1
 ip link add kt0 type dummy
@@ -204,9 +204,9 @@ no_kt_rows() { ! batch_lines "$raw" "$last" | grep -q 'netdev-kt'; }
 check "(r3) the last batch ($last) names no kt* device: rows of deleted devices are freed" no_kt_rows
 raw_checks "(r1-r3) raw" "$raw" "$out/netdev-module-stderr.txt"
 
-say "(r4) txq_latency=0: no latency lines"
+say "(r4) txq_latency at its default (0): no latency lines"
 raw0=$out/netdev-module-output-txq0.txt
-staprun "$ko" interval_ms=1000 txq_latency=0 >"$raw0" 2>&1 &
+staprun "$ko" interval_ms=1000 >"$raw0" 2>&1 &
 spid=$!
 wait_for 60 has_batches "$raw0" 1
 head -c 20000 /dev/zero | socat -u - UDP:127.0.0.1:9 2>/dev/null
@@ -215,7 +215,7 @@ wait_batches "$raw0" 1
 kill -INT $spid
 wait $spid
 wait_for 30 no_module
-check "(r4) txq_latency=0: info params say so" grep -q '^info params .* txq_latency=0 ' "$raw0"
+check "(r4) default txq_latency=0: info params say so" grep -q '^info params .* txq_latency=0 ' "$raw0"
 check "(r4) txq_latency=0: lo counted, no latency lines" \
   bash -c "grep -q '^derive netdev-lo if_packets - [1-9]' '$raw0' && ! grep -q stap_latency '$raw0'"
 raw_checks "(r4) raw txq_latency=0" "$raw0" "$raw0"
@@ -223,7 +223,7 @@ raw_checks "(r4) raw txq_latency=0" "$raw0" "$raw0"
 # ---------------------------------------------------------------- (r5) at the caps
 say "(r5a) at the caps: max_devices=64 max_notify=32; 200 dummies come and go (rows made and freed)"
 raw5=$out/netdev-module-output-caps.txt
-staprun "$ko" interval_ms=1000 max_devices=64 max_notify=32 >"$raw5" 2>"$out/netdev-module-stderr-caps.txt" &
+staprun "$ko" interval_ms=1000 max_devices=64 max_notify=32 txq_latency=1 >"$raw5" 2>"$out/netdev-module-stderr-caps.txt" &
 spid=$!
 wait_for 60 has_batches "$raw5" 1
 t=$(date +%s)
@@ -250,7 +250,7 @@ done
 say "(r5b) $nns namespaces with a veth pair each in $(($(date +%s) - t)) s"
 say "(r5b) at the caps, loaded after: rows for lo and ksv0..62 at load, UDP both ways on every veth pair, then the namespaces deleted"
 raw5b=$out/netdev-module-output-caps-veth.txt
-staprun "$ko" interval_ms=1000 max_devices=64 max_notify=32 >"$raw5b" 2>"$out/netdev-module-stderr-caps-veth.txt" &
+staprun "$ko" interval_ms=1000 max_devices=64 max_notify=32 txq_latency=1 >"$raw5b" 2>"$out/netdev-module-stderr-caps-veth.txt" &
 spid=$!
 wait_for 60 has_batches "$raw5b" 1
 python3 "$top/tests/kernel/stress_load.py" netns-udp ks "$nns" 9 8 >"$out/load-r5b.txt" &
@@ -314,7 +314,7 @@ raw_checks "(r5b) raw at caps, busy veth" "$raw5b" "$out/netdev-module-stderr-ca
 # ---------------------------------------------------------------- (r6) beyond one batch
 say "(r6) 500 devices created and deleted within one 20 s interval: the batch budget holds"
 raw6=$out/netdev-module-output-budget.txt
-staprun "$ko" interval_ms=20000 max_devices=64 max_notify=32 >"$raw6" 2>"$out/netdev-module-stderr-budget.txt" &
+staprun "$ko" interval_ms=20000 max_devices=64 max_notify=32 txq_latency=1 >"$raw6" 2>"$out/netdev-module-stderr-budget.txt" &
 spid=$!
 wait_for 60 has_batches "$raw6" 1
 n6=$(nbatches "$raw6")
@@ -334,6 +334,9 @@ raw_checks "(r6) raw beyond one batch" "$raw6" "$out/netdev-module-stderr-budget
 
 # ---------------------------------------------------------------- collectd
 kt_collectd_conf netdev
+# Latency is opt-in: turned on as an operator would, by the snippet's commented Param.
+sed -i 's/^\([[:space:]]*\)#Param "txq_latency" 0$/\1Param "txq_latency" 1/' "$out/stap.conf"
+check "(c) the snippet's txq_latency Param turned on" grep -q '^[[:space:]]*Param "txq_latency" 1$' "$out/stap.conf"
 csvdir=$csv/stap-netdev
 kt_collectd_start "$csvdir/stap_running" || { kt_done; exit 1; }
 # collectd's csv directory of plugin instance PINST is stap-PINST.

@@ -88,9 +88,28 @@ health() { # what each group reported about itself: restarts skipped errors
 # the 64 new veth links keep dropping IPv6 neighbour and router traffic, and drops are compared
 # only as a lower bound, counted in the same batches as the other values.
 settled_vals() { pvals | sed 's/ noports=[^ ]*//'; }
-stable() { local a; a=$(settled_vals); sleep 2.5; [ "$a" = "$(settled_vals)" ]; }
+# What moved is kept (unsettled.txt, its last lines in the log after each wait): a wait that
+# runs to its limit says which value did not settle.
+stable() {
+  local a b
+  a=$(settled_vals)
+  sleep 2.5
+  b=$(settled_vals)
+  [ "$a" = "$b" ] && return 0
+  printf '%s\n%s\n' "$a" "$b" | awk -v t="$(cut -d' ' -f1 /proc/uptime)" '
+    NR == 1 { for (i = 1; i <= NF; i++) was[i] = $i; next }
+    { m = ""; for (i = 1; i <= NF; i++) if ($i != was[i]) m = m " " was[i] " -> " $i; print "uptime " t ":" m }' >>"$out/unsettled.txt"
+  return 1
+}
+unsettled() { # PHASE: what moved while waiting to settle, if anything
+  [ -s "$out/unsettled.txt" ] || return 0
+  say "$1: values that moved while waiting ($(wc -l <"$out/unsettled.txt") checks), last:"
+  tail -3 "$out/unsettled.txt" | sed 's/^/  /'
+  : >"$out/unsettled.txt"
+}
 
 wait_for 120 stable
+unsettled before
 t0=$(truth); p0=$(pvals); h0=$(health)
 say "before: kernel $t0"
 say "before: plugin $p0"
@@ -119,6 +138,7 @@ done
 
 phase "after: waiting for two unchanged batches"
 wait_for 180 stable
+unsettled after
 t1=$(truth); p1=$(pvals); h1=$(health)
 phase "stopping collectd (the nine modules unload)"
 kt_collectd_stop
