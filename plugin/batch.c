@@ -424,6 +424,7 @@ void batch_feed(struct batch *b, const char *line, size_t len,
     if (b->open) {
       res->event = BATCH_DISCARDED;
       res->why = "a begin arrived before its end";
+      res->cut = true;
     } else {
       res->event = BATCH_NOTHING;
     }

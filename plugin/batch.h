@@ -25,6 +25,9 @@ enum batch_event {
 struct batch_result {
   enum batch_event event;
   const char *why;
+  /* BATCH_DISCARDED: the batch never ended (a begin came first): its output
+   * was lost or cut, not refused. */
+  bool cut;
   /* BATCH_COMPLETE: batches missing between the previous one and this. */
   uint64_t gaps;
   /* BATCH_INFO: the info record. BATCH_DISCARDED for a series named twice:

@@ -265,10 +265,28 @@ static void dispatch_batch(struct group *g) {
   }
 }
 
+/* Output cut batch after batch: the run is restarted rather than left
+ * printing batches that never arrive whole (GROUP_LOST_IN_A_ROW). Batches
+ * refused for what they say (a module bug) do not count: a restart would
+ * not mend them. */
+static void lost_again(struct group *g, const struct batch_result *res) {
+  if (!res->cut || ++g->lost_in_a_row < GROUP_LOST_IN_A_ROW || g->out_of_step)
+    return;
+  g->out_of_step = true;
+  stap_log(LOG_ERR,
+           "stap plugin: group %s: %u batches in a row cut and none "
+           "complete: the module's output arrives cut or garbled (staprun's "
+           "reader may have lost its place after output was dropped; see "
+           "staprun's messages above). Restarting the module; if this "
+           "recurs, raise BufferSize.",
+           g->cfg.name, g->lost_in_a_row);
+}
+
 static void discarded(struct group *g, const struct batch_result *res) {
   count(g, &g->stats.discarded, 1);
   if (res->record == NULL) {
     limited_log(g, LOG_WARNING, "batch discarded: %s", res->why);
+    lost_again(g, res);
     return;
   }
   /* Its own counter too: a module that names a series twice has a bug that
@@ -358,6 +376,7 @@ static void on_stdout_line(void *ctx, const char *line, size_t len,
              shown);
     break;
   case BATCH_COMPLETE:
+    g->lost_in_a_row = 0;
     batch_complete(g, &res);
     break;
   case BATCH_BAD_LINE:
@@ -664,7 +683,7 @@ static void check_hello(struct group *g, struct run *r, uint64_t now) {
  * StopTimeout, and no endless wait after that. Returns false to give up. */
 static bool stop_child(struct group *g, struct run *r, uint64_t now) {
   if (!r->stopping && !g->child.exited &&
-      (atomic_load(&g->stop) || g->refused)) {
+      (atomic_load(&g->stop) || g->refused || g->out_of_step)) {
     child_terminate(&g->child);
     r->stopping = true;
     r->stop_at = now;
@@ -771,6 +790,8 @@ static uint64_t run_once(struct group *g) {
   build_command(g, words, sizeof(words), argv, sizeof(argv) / sizeof(argv[0]));
 
   g->refused = false;
+  g->lost_in_a_row = 0;
+  g->out_of_step = false;
   g->nerrors = 0;
   uint64_t started = now_ms();
   if (!ready_to_start(g))

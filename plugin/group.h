@@ -46,6 +46,12 @@ struct ratelimit {
 /* A group thread that has not ended this long after its StopTimeout is
  * left behind (group_join). */
 #define GROUP_JOIN_GRACE_MS 10000
+/* A module whose output cut this many batches in a row (a begin before the
+ * end), and none complete between them, is restarted: staprun's reader can lose
+ * its place in the relay buffer after output was dropped (SystemTap 4.8's
+ * stapio: "bufhdr read error, attempting resync"), and then every later batch
+ * comes cut and garbled while the module itself runs on. */
+#define GROUP_LOST_IN_A_ROW 3
 
 typedef int (*group_thread_create_fn)(pthread_t *thread, void *(*start)(void *),
                                       void *arg, const char *name);
@@ -76,6 +82,10 @@ struct group {
   struct offsets *offsets;
   struct child child;
   bool refused; /* the module failed the hello check this run */
+  /* Batches cut in a row this run (reset by a complete one), and whether
+   * that made the run out of step: restarted (GROUP_LOST_IN_A_ROW). */
+  unsigned lost_in_a_row;
+  bool out_of_step;
   struct ratelimit log_limit;
   /* staprun's last GROUP_ERRORS_KEPT ERROR lines of this run (a ring,
    * escaped), and how many it printed. */
