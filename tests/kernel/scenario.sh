@@ -4,6 +4,7 @@
 #   top, kver, modules, out (its own results directory), and lib.sh
 #   ok/bad/check DESC CMD.../say     counted assertions and progress lines
 #   kt_require_module GROUP          fail early when the .ko was not built
+#   lat_in M U LOW BELOW             a module latency within the test's stopwatch U
 #   kt_collectd_conf GROUP [FILE...] collectd.conf with the shipped stap.conf
 #                                    (only GROUP's <Group> block kept; GROUP
 #                                    may be a list: tcp,netdev) and
@@ -40,6 +41,15 @@ csv=$csv_root/$host
 say() { echo "--- $*"; }
 no_staprun() { ! pgrep -x 'staprun|stapio' >/dev/null; }
 no_module() { ! grep -q '^collectd_stap_' /proc/modules; }
+
+# A latency the module measured against the test's stopwatch around the same events (accept,
+# connect): at most the stopwatch, as the stopwatch brackets the module's interval (so is each
+# order statistic), plus 1/16 + 1 ms since a percentile is a bucket midpoint up to 6.25% above
+# its value; at least LOW_US and below BELOW_US, bounds the scenario takes from the kernel's
+# timers or its own sleeps, never from the stopwatch (a busy host delays Python, not the kernel).
+lat_in() { # MODULE_US USER_US LOW_US BELOW_US
+  [ "${1:-x}" -le $(($2 + $2 / 16 + 1000)) ] 2>/dev/null && [ "$1" -ge "$3" ] && [ "$1" -lt "$4" ]
+}
 
 kt_require_module() {
   [ -f "$modules/collectd_stap_$1.ko" ] && return 0

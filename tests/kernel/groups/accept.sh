@@ -36,10 +36,8 @@ within() { # A B TOL
 # is each order statistic (avg, max, p50, p99) at most the test's; a percentile, a bucket
 # midpoint, may be up to 6.25% above its value: + 1/16 + 1 ms. How much less it is depends on
 # how long the busy emulated host kept Python from running, so the lower bounds come from the
-# test's sleeps between connect() and accept(), never from the stopwatch.
-lat_in() { # MODULE_US USER_US LOW_US BELOW_US: at most the stopwatch, at least LOW, below BELOW
-  [ "${1:-x}" -le $(($2 + $2 / 16 + 1000)) ] 2>/dev/null && [ "$1" -ge "$3" ] && [ "$1" -lt "$4" ]
-}
+# test's sleeps between connect() and accept(), never from the stopwatch (lat_in:
+# tests/kernel/scenario.sh).
 # The least a latency of a SLEEP_MS sleep can show: its bucket's midpoint may be 6.25% below
 # it, and the child may be created up to 10 ms after connect() returned (the final ACK's
 # softirq deferred on a busy guest).

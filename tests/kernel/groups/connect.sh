@@ -29,10 +29,8 @@ modprobe nft_numgen 2>/dev/null || true
 # percentile, a bucket midpoint, may be up to 6.25% above its value: + 1/16 + 1 ms. How much
 # less it is depends on how long the busy emulated host kept Python from running (a cold run
 # saw a p50 22 ms below the stopwatch's): the lower bounds are the kernel's own timers (a
-# dropped SYN is sent again after 1 s, TCP_TIMEOUT_INIT), never the stopwatch.
-lat_in() { # MODULE_US USER_US LOW_US BELOW_US: at most the stopwatch, at least LOW, below BELOW
-  [ "${1:-x}" -le $(($2 + $2 / 16 + 1000)) ] 2>/dev/null && [ "$1" -ge "$3" ] && [ "$1" -lt "$4" ]
-}
+# dropped SYN is sent again after 1 s, TCP_TIMEOUT_INIT), never the stopwatch (lat_in:
+# tests/kernel/scenario.sh).
 user_lat() { # FILE -> count avg max p50 p99 slow
   sed -n 's/^count=\([0-9]*\) avg_us=\([0-9]*\) max_us=\([0-9]*\) p50_us=\([0-9]*\) p99_us=\([0-9]*\) slow=\([0-9]*\)$/\1 \2 \3 \4 \5 \6/p' "$1"
 }
