@@ -43,8 +43,8 @@
 #    module also gets a generated tapset saying which of its optional probe points resolve on
 #    KVER (lines `// optional: NAME POINT` in the script): the answer is compiled in, so no
 #    handler has to ask pp() at run time (which is what made SystemTap 4.8 misplace its lock).
-#    A module that uses the tapset's per-CPU counters says how many (`// counters: N`, 1..64):
-#    built with -DCS_COUNTERS=N, the size of its static per-CPU block; one that has latency
+#    A module that uses the tapset's per-CPU counters says how many (`// counters: N`, 1..1024):
+#    built with -DCS_COUNTERS=N, the size of the per-CPU block it allocates; one that has latency
 #    distributions says how many ids (`// latency: N`, 1..1024): built with -DCS_LAT_IDS=N.
 #  - Overload policy (modules/PROTOCOL.md, "Module safety"): --suppress-handler-errors (a handler
 #    error or a skipped probe is counted, reported every batch, never fatal) and
@@ -589,13 +589,13 @@ optional_probes() {
     sed -n 's|^[[:space:]]*//[[:space:]]*optional:[[:space:]]*\([a-z0-9_]\{1,\}\)[[:space:]]\{1,\}\(.*[^[:space:]]\)[[:space:]]*$|\1\t\2|p' "$1"
 }
 
-# size_flags FILE.stp: the -D flags that size the tapset's static blocks for a script, on one
-# line: -DCS_COUNTERS=N for a line `// counters: N` (its per-CPU counters, 1..64: static per-CPU
-# memory, so sized per module) and -DCS_LAT_IDS=N for a line `// latency: N` (its latency
+# size_flags FILE.stp: the -D flags that size the tapset's blocks for a script, on one line:
+# -DCS_COUNTERS=N for a line `// counters: N` (its per-CPU counters, 1..1024: 8 bytes each a CPU,
+# allocated when the module starts) and -DCS_LAT_IDS=N for a line `// latency: N` (its latency
 # distribution ids, 1..1024, about 2 KB each).
 size_flags() {
     local flags=() n
-    n=$(header_number "$1" counters 64) || exit 1
+    n=$(header_number "$1" counters 1024) || exit 1
     [ -z "$n" ] || flags+=("-DCS_COUNTERS=$n")
     n=$(header_number "$1" latency 1024) || exit 1
     [ -z "$n" ] || flags+=("-DCS_LAT_IDS=$n")

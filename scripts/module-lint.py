@@ -15,6 +15,12 @@ Rules (modules/PROTOCOL.md, "Module safety"):
   c. overflow: every global array is created with wrap-around (`global a%[N]`): a full
      non-wrapping array stops the module with a fatal "Array overflow" (or "aggregation
      overflow" for statistics).
+  d. teardown: systemtap_module_exit() releases every kind of probe the module has, each with
+     a wait for handlers still running (kprobes: stapkp_exit, tracepoints:
+     tracepoint_synchronize_unregister, timers: _stp_hrtimer_delete, procfs: _stp_close_procfs,
+     netfilter hooks: nf_unregister_hook), before it runs the first end or error probe. The
+     tapset frees its per-CPU counters in its last end/error probe, which is safe only then;
+     a probe kind this script does not know is a problem until it is added here.
 
 Exit status: 0 clean, 1 violations (each printed as LABEL: rule: what, where), 2 usage or a
 generated file this script does not understand.
@@ -32,6 +38,15 @@ FUNC_CALL = re.compile(r'\b(function___global_\w+?__overload_\d+) \(c\);')
 LOCK_ENTRY = re.compile(r'\.lock = global_lock\(s___global_(\w+)\),')
 WRITE_P = re.compile(r'\.write_p = ([01]),')
 SOLO = re.compile(r'^(begin|end|error|never)\b')
+PROBE_TABLE = re.compile(r'\b(stap_\w+?)_probes\s*\[[^\]]*\]\s*=\s*\{')
+NF_HOOK = re.compile(r'^static struct nf_hook_ops (netfilter_opts_\d+)\b', re.M)
+# Probe kind (its table) -> the call in systemtap_module_exit() that releases it and waits.
+RELEASES = {
+    'stap_kprobe': 'stapkp_exit(',
+    'stap_tracepoint': 'tracepoint_synchronize_unregister();',
+    'stap_hrtimer': '_stp_hrtimer_delete(',
+    'stap_procfs': '_stp_close_procfs();',
+}
 MAP_NEW = re.compile(r'global_set\(s___global_(\w+), (_stp_p?map_new_\w+) \(([^;]*)\)\);')
 
 
@@ -162,6 +177,30 @@ def check_lock_section(body, lock_lines, dirty_funcs):
     return bad
 
 
+def check_teardown(src):
+    """Rule d: what systemtap_module_exit() must have released before its first end probe."""
+    start = src.find('static void systemtap_module_exit (void) {')
+    if start < 0:
+        return ['cannot find systemtap_module_exit()']
+    first_end = src.find('enter_be_probe', start)
+    if first_end < 0:
+        return []  # no end probe: nothing is freed at exit, so no order to check
+    before = src[start:first_end]
+    bad = []
+    for kind in sorted(set(PROBE_TABLE.findall(src)) - {'stap_be'}):
+        call = RELEASES.get(kind)
+        if call is None:
+            bad.append(f'probe kind {kind}: not known to be released (with a wait for its running '
+                       'handlers) before the end probes; check the runtime and add it to RELEASES')
+        elif call not in before:
+            bad.append(f'probe kind {kind}: {call} does not come before the first end probe in '
+                       'systemtap_module_exit()')
+    for hook in NF_HOOK.findall(src):
+        if f'nf_unregister_hook (& {hook});' not in before:
+            bad.append(f'netfilter hook {hook}: not unregistered before the first end probe')
+    return bad
+
+
 def main(argv):
     events = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'modules', 'event-probes.txt')
     label = None
@@ -226,6 +265,10 @@ def main(argv):
             problems.append(f"{label}: overflow: global array '{name}'"
                             f"{'[' + size.group(1) + ']' if size else ''} does not wrap: when full it stops the "
                             f"module with a fatal error; declare it as {name}%[N]")
+
+    for what in check_teardown(src):
+        problems.append(f"{label}: teardown: {what} (the tapset frees its per-CPU counters in "
+                        "its last end probe)")
 
     for p in problems:
         print(p)
