@@ -7,6 +7,8 @@
 #   snmp_counter GROUP NAME          print a counter from /proc/net/snmp or
 #                                    /proc/net/netstat (e.g. Tcp RetransSegs,
 #                                    TcpExt ListenOverflows)
+#   snmp_counters GROUP:NAME...      several on one line ("-" for a missing one);
+#                                    its awk program is $KLIB_SNMP_AWK
 #   counter_at_least GROUP NAME MIN  true if that counter is >= MIN
 #   netem_loss_start PCT [DEV]       netem loss PCT% on DEV (default lo)
 #   netem_stop [DEV]                 remove DEV's root qdisc (default lo)
@@ -56,26 +58,43 @@ klib_in_guest() {
 	[ -n "${GUEST_RESULTS:-}" ] && [ "$(hostname 2>/dev/null)" = stapvm ]
 }
 
-# snmp_counter GROUP NAME
-# Both files hold pairs of lines, "Group: name1 name2 ..." then
-# "Group: value1 value2 ...". Prints the value; 1 if there is no such counter.
+# KLIB_SNMP_AWK: the awk program that reads /proc/net/snmp and /proc/net/netstat, given
+# -v want="Group:name ..." (e.g. "Tcp:InSegs TcpExt:ListenOverflows"): prints the values on one
+# line, in that order, "-" for a counter that is not there. Both files hold pairs of lines,
+# "Group: name1 name2 ..." then "Group: value1 value2 ...". A variable, not only a function,
+# so that a scenario can run it where a shell function cannot (`ip netns exec NS awk ...`).
+KLIB_SNMP_AWK='
+	BEGIN { n = split(want, w, " ") }
+	{ key = FILENAME SUBSEP $1 }
+	!(key in hdr) { hdr[key] = 1; for (i = 2; i <= NF; i++) col[$1, $i] = i; next }
+	{ for (i = 2; i <= NF; i++) val[$1, i] = $i }
+	END {
+		for (k = 1; k <= n; k++) {
+			split(w[k], gn, ":"); c = col[gn[1] ":", gn[2]]
+			printf "%s%s", (k > 1 ? " " : ""), (c && (gn[1] ":", c) in val ? val[gn[1] ":", c] : "-")
+		}
+		print ""
+	}'
+
+# snmp_counters GROUP:NAME...: their values on one line ("-" for one that is not there).
+snmp_counters() {
+	awk -v want="$*" "$KLIB_SNMP_AWK" /proc/net/snmp /proc/net/netstat
+}
+
+# snmp_counter GROUP NAME: prints the value; 1 if there is no such counter.
 snmp_counter() {
 	if [ $# -ne 2 ]; then
 		_klib_msg "usage: snmp_counter GROUP NAME (e.g. Tcp RetransSegs)"
 		return 2
 	fi
 	local v
-	v=$(awk -v g="$1:" -v n="$2" '
-		$1 != g { next }
-		!(FILENAME in head) { head[FILENAME] = 1; col = 0
-			for (i = 2; i <= NF; i++) if ($i == n) col = i
-			next }
-		col { print $col; found = 1; exit }
-		{ delete head[FILENAME] }
-		END { exit !found }' /proc/net/snmp /proc/net/netstat 2>/dev/null) || {
+	v=$(snmp_counters "$1:$2" 2>/dev/null)
+	case "$v" in
+	'' | -)
 		_klib_msg "no counter '$1 $2' in /proc/net/snmp or /proc/net/netstat"
 		return 1
-	}
+		;;
+	esac
 	printf '%s\n' "$v"
 }
 

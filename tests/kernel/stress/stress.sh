@@ -48,29 +48,18 @@ check "setup: $nns veth pairs up" [ "$(ip -o link show type veth | grep -c 'ksv'
 # per namespace reads all of them (five readings of 65 namespaces, one `ip netns exec` each, took
 # 66-93 s under TCG).
 counted="Tcp:InSegs Udp:OutDatagrams Ip:InReceives TcpExt:ListenOverflows Udp:NoPorts"
-# In /proc/net/snmp and netstat each group is a header line, then a line of values.
-counters_awk='
-  BEGIN { n = split(want, w, " ") }
-  { key = FILENAME SUBSEP $1 }
-  !(key in hdr) { hdr[key] = 1; for (i = 2; i <= NF; i++) col[$1, $i] = i; next }
-  { for (i = 2; i <= NF; i++) val[$1, i] = $i }
-  END {
-    for (k = 1; k <= n; k++) {
-      split(w[k], gn, ":"); c = col[gn[1] ":", gn[2]]
-      printf "%s%s", (k > 1 ? " " : ""), (c ? val[gn[1] ":", c] : 0)
-    }
-    print ""
-  }'
 ksums() {
   local i v tot=(0 0 0 0 0) line k
   for i in init $(seq 0 $((nns - 1))); do
     if [ "$i" = init ]; then
-      line=$(awk -v want="$counted" "$counters_awk" /proc/net/snmp /proc/net/netstat)
+      line=$(snmp_counters $counted)
     else
-      line=$(ip netns exec "ks$i" awk -v want="$counted" "$counters_awk" /proc/net/snmp /proc/net/netstat)
+      line=$(ip netns exec "ks$i" awk -v want="$counted" "$KLIB_SNMP_AWK" /proc/net/snmp /proc/net/netstat)
     fi
     read -r -a v <<<"$line"
-    for k in 0 1 2 3 4; do tot[k]=$((tot[k] + ${v[k]:-0})); done
+    for k in 0 1 2 3 4; do
+      case "${v[k]:--}" in -) ;; *) tot[k]=$((tot[k] + v[k])) ;; esac
+    done
   done
   echo "${tot[*]}"
 }
