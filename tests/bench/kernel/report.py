@@ -165,7 +165,8 @@ def main():
         configs.remove("all")
         configs.append("all")
     groups = [c for c in configs if c != "all"]
-    ngroups = len(groups)
+    # Variants (GROUP+param=value: one group's module with parameters) are not more groups.
+    ngroups = len([g for g in groups if "+" not in g])
 
     def block_of(kind, cfg):
         for b in sorted(blocks):
