@@ -7,8 +7,9 @@
 #   snmp_counter GROUP NAME          print a counter from /proc/net/snmp or
 #                                    /proc/net/netstat (e.g. Tcp RetransSegs,
 #                                    TcpExt ListenOverflows)
-#   snmp_counters GROUP:NAME...      several on one line ("-" for a missing one);
-#                                    its awk program is $KLIB_SNMP_AWK
+#   snmp_counters [--netns NS] GROUP:NAME...
+#                                    several on one line ("-" for a missing one),
+#                                    in network namespace NS if given
 #   counter_at_least GROUP NAME MIN  true if that counter is >= MIN
 #   netem_loss_start PCT [DEV]       netem loss PCT% on DEV (default lo)
 #   netem_stop [DEV]                 remove DEV's root qdisc (default lo)
@@ -61,8 +62,7 @@ klib_in_guest() {
 # KLIB_SNMP_AWK: the awk program that reads /proc/net/snmp and /proc/net/netstat, given
 # -v want="Group:name ..." (e.g. "Tcp:InSegs TcpExt:ListenOverflows"): prints the values on one
 # line, in that order, "-" for a counter that is not there. Both files hold pairs of lines,
-# "Group: name1 name2 ..." then "Group: value1 value2 ...". A variable, not only a function,
-# so that a scenario can run it where a shell function cannot (`ip netns exec NS awk ...`).
+# "Group: name1 name2 ..." then "Group: value1 value2 ...".
 KLIB_SNMP_AWK='
 	BEGIN { n = split(want, w, " ") }
 	{ key = FILENAME SUBSEP $1 }
@@ -76,9 +76,15 @@ KLIB_SNMP_AWK='
 		print ""
 	}'
 
-# snmp_counters GROUP:NAME...: their values on one line ("-" for one that is not there).
+# snmp_counters [--netns NS] GROUP:NAME...: their values on one line ("-" for one that is not
+# there), in namespace NS if given (one `ip netns exec` for all of them).
 snmp_counters() {
-	awk -v want="$*" "$KLIB_SNMP_AWK" /proc/net/snmp /proc/net/netstat
+	local run=()
+	if [ "${1:-}" = --netns ]; then
+		run=(ip netns exec "$2")
+		shift 2
+	fi
+	"${run[@]}" awk -v want="$*" "$KLIB_SNMP_AWK" /proc/net/snmp /proc/net/netstat
 }
 
 # snmp_counter GROUP NAME: prints the value; 1 if there is no such counter.

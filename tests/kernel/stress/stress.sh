@@ -54,7 +54,7 @@ ksums() {
     if [ "$i" = init ]; then
       line=$(snmp_counters $counted)
     else
-      line=$(ip netns exec "ks$i" awk -v want="$counted" "$KLIB_SNMP_AWK" /proc/net/snmp /proc/net/netstat)
+      line=$(snmp_counters --netns "ks$i" $counted)
     fi
     read -r -a v <<<"$line"
     for k in 0 1 2 3 4; do
