@@ -50,7 +50,9 @@ struct ratelimit {
  * end), and none complete between them, is restarted: staprun's reader can lose
  * its place in the relay buffer after output was dropped (SystemTap 4.8's
  * stapio: "bufhdr read error, attempting resync"), and then every later batch
- * comes cut and garbled while the module itself runs on. */
+ * can come cut while the module itself runs on. (The cause seen, 4.8's print
+ * flush dropping a flush whose header straddles relay sub-buffers, is fixed in
+ * the modules' build: scripts/build-modules.sh, fix_header.) */
 #define GROUP_LOST_IN_A_ROW 3
 
 typedef int (*group_thread_create_fn)(pthread_t *thread, void *(*start)(void *),

@@ -31,10 +31,13 @@
 #    pass 4 every time (20-23 s a module), and without -m the module would be named stap_HASH
 #    (the name is inside the .ko, which staprun and the runtime use). Before a cold build the
 #    script says how long it will take, from the times it measured here (build-times file).
-#  - SystemTap 4.8's runtime does not compile against kernels that backported the
-#    task_work_cancel() -> task_work_cancel_func() rename (Debian 6.1.0-5x). We detect that
-#    from the target headers and, only then, build against a patched copy of the runtime
-#    kept at a stable cache path (a changing -R path would defeat stap's cache).
+#  - SystemTap 4.8's runtime needs two fixes, each applied only when detected: it does not
+#    compile against kernels that backported the task_work_cancel() -> task_work_cancel_func()
+#    rename (Debian 6.1.0-5x; detected from the target headers), and its print flush drops a
+#    flush whose header would straddle two relay sub-buffers, leaving bytes that make stapio
+#    lose its place (fixed in 5.x; detected from print_flush.c). The build then uses a patched
+#    copy of the runtime kept at a stable cache path (a changing -R path would defeat stap's
+#    cache).
 #  - stap builds are CPU- and memory-heavy: one at a time, serialised with a lock.
 #  - Every module is linted before it is compiled: `stap -p3` translates it to C and
 #    scripts/module-lint.py rejects global accesses outside SystemTap's lock, exclusive locks on
@@ -261,7 +264,7 @@ ensure_headers() {
 }
 
 # ---------------------------------------------------------------------------
-# SystemTap 4.8 runtime vs. task_work_cancel_func (see header comment)
+# SystemTap 4.8 runtime fixes (see header comment)
 
 # Print the path of the target kernel's include/linux/task_work.h (Debian splits the
 # headers into an arch tree and a -common tree that the arch Makefile points to).
@@ -278,13 +281,12 @@ find_task_work_h() {
     return 1
 }
 
-# Sets RUNTIME_FLAGS (array) to the -R option when the fix is needed.
-RUNTIME_FLAGS=()
-RUNTIME_NOTE="stock runtime"
-prepare_runtime() {
+# needs_task_work_fix: the target kernel has task_work_cancel_func() and not the old
+# task_work_cancel(), and the runtime still calls the old one (a 4.8 runtime on Debian 6.1.0-5x).
+needs_task_work_fix() {
     local twh rt_file=$STAP_RUNTIME_SRC/stp_task_work.c
-    twh=$(find_task_work_h) || { warn "cannot find include/linux/task_work.h for $KVER; using the stock runtime"; return 0; }
-    [ -f "$rt_file" ] || { warn "$rt_file not found; using the stock runtime"; return 0; }
+    twh=$(find_task_work_h) || { warn "cannot find include/linux/task_work.h for $KVER; no task_work fix"; return 1; }
+    [ -f "$rt_file" ] || { warn "$rt_file not found; no task_work fix"; return 1; }
 
     local has_func=0 has_old=0 rt_uses_old=0
     grep -q 'task_work_cancel_func[[:space:]]*(' "$twh" && has_func=1
@@ -292,35 +294,105 @@ prepare_runtime() {
     tr '\n' ' ' <"$twh" | grep -Eq '\*[[:space:]]*task_work_cancel[[:space:]]*\([^)]*task_work_func_t' && has_old=1
     grep -q 'typeof(&task_work_cancel)' "$rt_file" &&
         ! grep -q 'task_work_cancel_func' "$rt_file" && rt_uses_old=1
-
     if [ "$has_func" = 1 ] && [ "$has_old" = 0 ] && [ "$rt_uses_old" = 1 ]; then
-        :
-    else
-        info "runtime fix not needed ($twh: task_work_cancel_func=$has_func, old task_work_cancel=$has_old; runtime uses old API=$rt_uses_old)"
+        info "runtime fix needed: $KVER renamed task_work_cancel() to task_work_cancel_func()"
         return 0
     fi
+    info "task_work fix not needed ($twh: task_work_cancel_func=$has_func, old task_work_cancel=$has_old; runtime uses old API=$rt_uses_old)"
+    return 1
+}
 
-    local stapver dir
+# needs_header_fix: the runtime's print flush still drops a flush whose 8-byte header does not
+# fit in what is left of the relay sub-buffer, and leaves the bytes it reserved there (SystemTap
+# 4.8; 5.x pads and retries). stapio then reads those stale bytes as the next header, loses its
+# place ("bufhdr read error, attempting resync") and discards what it has read. A batch has the
+# same layout every interval (the reader starts a fresh sub-buffer at each read), so once a batch
+# hits it every batch does: seen in the stress scenario as "N transport failures" and every
+# netdev batch cut until the plugin restarted the module.
+needs_header_fix() {
+    local pf=$STAP_RUNTIME_SRC/print_flush.c rv=$STAP_RUNTIME_SRC/transport/relay_v2.c
+    [ -f "$pf" ] && [ -f "$rv" ] || return 1
+    grep -q 'straddle' "$pf" && return 1
+    grep -q 'bytes_reserved > hlen' "$pf" && grep -q '^static size_t __stp_relay_switch_subbuf' "$rv" ||
+        { warn "$pf: unknown print flush (neither 4.8's nor the fixed one); no header fix"; return 1; }
+    info "runtime fix needed: SystemTap's print flush drops a flush whose header straddles relay sub-buffers"
+    return 0
+}
+
+# fix_task_work DIR: the copy calls task_work_cancel_func().
+fix_task_work() {
+    sed -i \
+        -e 's/typeof(&task_work_cancel)/typeof(\&task_work_cancel_func)/' \
+        -e 's/kallsyms_lookup_name("task_work_cancel")/kallsyms_lookup_name("task_work_cancel_func")/' \
+        "$1/stp_task_work.c"
+    grep -q 'typeof(&task_work_cancel_func)' "$1/stp_task_work.c" &&
+        grep -q 'kallsyms_lookup_name("task_work_cancel_func")' "$1/stp_task_work.c"
+}
+
+# fix_header DIR: before a flush reserves its header, a sub-buffer with no room for the header
+# and one byte is closed as padding (relay's own way: the reader skips it), so the header always
+# lands whole in a fresh sub-buffer.
+fix_header() {
+    local rv=$1/transport/relay_v2.c pf=$1/print_flush.c
+    # shellcheck disable=SC2016
+    awk '
+        /^static unsigned char \*_stp_data_entry_data\(void \*entry\)/ && !done {
+            print "/* collectd-stap runtime fix: close the current sub-buffer as padding when fewer"
+            print "   than NEED bytes are left in it, so that a flush header never straddles two. */"
+            print "static void _stp_data_write_make_room(size_t need)"
+            print "{"
+            print "\tstruct rchan_buf *buf;"
+            print ""
+            print "\tif (unlikely(_stp_relay_data.rchan == NULL))"
+            print "\t\treturn;"
+            print "\tbuf = _stp_get_rchan_subbuf(_stp_relay_data.rchan->buf, smp_processor_id());"
+            print "\tif (unlikely(buf == NULL))"
+            print "\t\treturn;"
+            print "\tif (buf->offset < buf->chan->subbuf_size &&"
+            print "\t    buf->chan->subbuf_size - buf->offset < need)"
+            print "\t\t__stp_relay_switch_subbuf(buf, 0);"
+            print "}"
+            print ""
+            done = 1
+        }
+        { print }' "$rv" >"$rv.new" && mv "$rv.new" "$rv"
+    awk '
+        /bytes_reserved = _stp_data_write_reserve\(hlen\+len,/ && !done {
+            print "        /* collectd-stap runtime fix: the header and a byte fit in one sub-buffer. */"
+            print "        _stp_data_write_make_room(hlen + 1);"
+            done = 1
+        }
+        { print }' "$pf" >"$pf.new" && mv "$pf.new" "$pf"
+    grep -q '^static void _stp_data_write_make_room' "$rv" && grep -q '_stp_data_write_make_room(hlen + 1);' "$pf"
+}
+
+# Sets RUNTIME_FLAGS (array) to the -R option when the runtime needs a fix for this kernel:
+# a patched copy of the runtime, made once, at a stable cache path named after its fixes (a
+# changing -R path would defeat stap's cache).
+RUNTIME_FLAGS=()
+RUNTIME_NOTE="stock runtime"
+prepare_runtime() {
+    local fixes=() f
+    needs_task_work_fix && fixes+=(task_work)
+    needs_header_fix && fixes+=(header)
+    [ ${#fixes[@]} -gt 0 ] || return 0
+
+    local stapver dir tag
     stapver=$("$STAP" -V 2>&1 | sed -n 's/.*version \([0-9][0-9.]*\).*/\1/p' | head -n 1)
     [ -n "$stapver" ] || stapver=unknown
-    dir="$CACHE_ROOT/stap-runtime-$stapver-fixed"
+    tag=$(IFS=+; echo "${fixes[*]}")
+    dir="$CACHE_ROOT/stap-runtime-$stapver-fixed-$tag"
     if [ ! -f "$dir/.collectd-stap-fixed" ]; then
-        info "kernel $KVER renamed task_work_cancel() to task_work_cancel_func(); creating a fixed runtime copy at $dir"
+        info "creating a fixed runtime copy ($tag) at $dir"
         mkdir -p "$CACHE_ROOT"
         local tmp
         tmp=$(mktemp -d "$CACHE_ROOT/.runtime.XXXXXX")
         cp -a "$STAP_RUNTIME_SRC/." "$tmp/"
         chmod -R u+w "$tmp"
-        sed -i \
-            -e 's/typeof(&task_work_cancel)/typeof(\&task_work_cancel_func)/' \
-            -e 's/kallsyms_lookup_name("task_work_cancel")/kallsyms_lookup_name("task_work_cancel_func")/' \
-            "$tmp/stp_task_work.c"
-        if ! grep -q 'typeof(&task_work_cancel_func)' "$tmp/stp_task_work.c" ||
-           ! grep -q 'kallsyms_lookup_name("task_work_cancel_func")' "$tmp/stp_task_work.c"; then
-            rm -rf "$tmp"
-            die "patching $rt_file failed (did SystemTap change it?). Check the patterns in $SELF"
-        fi
-        printf 'source=%s\nkernel=%s\n' "$STAP_RUNTIME_SRC" "$KVER" >"$tmp/.collectd-stap-fixed"
+        for f in "${fixes[@]}"; do
+            "fix_$f" "$tmp" || { rm -rf "$tmp"; die "runtime fix $f failed on a copy of $STAP_RUNTIME_SRC (did SystemTap change it?). Check fix_$f in $SELF"; }
+        done
+        printf 'source=%s\nkernel=%s\nfixes=%s\n' "$STAP_RUNTIME_SRC" "$KVER" "$tag" >"$tmp/.collectd-stap-fixed"
         # Another build may have made it meanwhile (this runs before the build lock).
         [ ! -e "$dir" ] || [ -f "$dir/.collectd-stap-fixed" ] || rm -rf "$dir"
         mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
@@ -328,7 +400,7 @@ prepare_runtime() {
     fi
     RUNTIME_FLAGS=(-R "$dir")
     RUNTIME_NOTE="fixed runtime $dir"
-    info "runtime fix needed: building with -R $dir"
+    info "building with -R $dir"
 }
 
 # ---------------------------------------------------------------------------

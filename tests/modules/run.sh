@@ -138,6 +138,59 @@ PY
   done
 fi
 
+# ---- Part 3: the runtime fix for SystemTap 4.8's print flush ----------------------------------
+# The functions of scripts/build-modules.sh that detect and apply it, on copies of the two files
+# it touches: a 4.8-style runtime (a flush whose header does not fit is dropped) gets the call
+# that closes the sub-buffer before the header is reserved; a 5.x-style one (it pads and
+# retries: "straddle") is left alone. The real proof is the stress scenario on Debian 12's
+# kernel (no "transport failures" from staprun).
+rt=$out/runtime
+mkdir -p "$rt/v48/transport" "$rt/v51/transport"
+cat >"$rt/v48/print_flush.c" <<'C'
+        /* try to reserve header + len */
+        bytes_reserved = _stp_data_write_reserve(hlen+len,
+                                                 &entry);
+        /* require at least header to fit in its entirety */
+        if (likely(entry && bytes_reserved > hlen)) {
+C
+cat >"$rt/v48/transport/relay_v2.c" <<'C'
+static size_t __stp_relay_switch_subbuf(struct rchan_buf *buf, size_t length)
+{
+}
+static unsigned char *_stp_data_entry_data(void *entry)
+{
+	return entry;
+}
+C
+cp "$rt/v48/transport/relay_v2.c" "$rt/v51/transport/"
+sed 's|/\* require|/* Cannot have header straddle sub buffers. */\n&|' "$rt/v48/print_flush.c" >"$rt/v51/print_flush.c"
+fixfns=$(sed -n '/^needs_header_fix() {/,/^}/p; /^fix_header() {/,/^}/p' "$top/scripts/build-modules.sh")
+rtfix() { # DIR: what the build script says and does with a runtime at DIR
+  (info() { echo "info: $*"; }; warn() { echo "warn: $*"; }
+   eval "$fixfns"; STAP_RUNTIME_SRC=$1 # read by the functions eval made
+   export STAP_RUNTIME_SRC
+   if needs_header_fix; then fix_header "$1" && echo "fixed"; else echo "left alone"; fi)
+}
+rtfix "$rt/v48" >"$rt/v48.log" 2>&1
+check "4.8 print flush: the fix is applied" grep -qx fixed "$rt/v48.log"
+check "4.8 print flush: room for the header is made before it is reserved" \
+  test "$(grep -A1 '_stp_data_write_make_room(hlen + 1);' "$rt/v48/print_flush.c" | tail -n 1 | tr -d ' ')" = \
+  "bytes_reserved=_stp_data_write_reserve(hlen+len,"
+lines_of() { grep -n -e "$2" "$1" | cut -d: -f1 | head -n 1; }
+rv=$rt/v48/transport/relay_v2.c
+check "4.8 relay: the helper closes the sub-buffer as padding, and is defined before its use" \
+  test "$(lines_of "$rv" '^static void _stp_data_write_make_room')" -lt "$(lines_of "$rv" '__stp_relay_switch_subbuf(buf, 0);')" \
+  -a "$(lines_of "$rv" '__stp_relay_switch_subbuf(buf, 0);')" -lt "$(lines_of "$rv" '^static unsigned char \*_stp_data_entry_data')"
+rtfix "$rt/v51" >"$rt/v51.log" 2>&1
+check "5.x print flush (pads and retries): left alone" grep -qx "left alone" "$rt/v51.log"
+check "5.x print flush: unchanged" bash -c '! grep -q make_room "$1/print_flush.c" "$1/transport/relay_v2.c"' _ "$rt/v51"
+if cp -a /usr/share/systemtap/runtime "$rt/host" 2>/dev/null; then
+  rtfix "$rt/host" >"$rt/host.log" 2>&1
+  check "the host's runtime ($(stap -V 2>&1 | head -n 1 | grep -o 'version [0-9.]*' | head -n 1)): fixed or left alone, never unknown" \
+    grep -qx -e fixed -e "left alone" "$rt/host.log"
+  check "the host's runtime: no warning" bash -c '! grep -q "^warn" "$1"' _ "$rt/host.log"
+fi
+
 # The error for a kernel whose sign-file is nowhere names the path and what to do.
 mkdir -p "$out/nohdr/0.0.0-nohdr"
 MODULES_OUT=$out/nohdr bash "$top/scripts/sign-modules.sh" 0.0.0-nohdr /dev/null /dev/null >"$out/nohdr.log" 2>&1
