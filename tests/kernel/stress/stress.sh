@@ -184,9 +184,11 @@ within() {
   dp=$(($(get "$p1" $k) - $(get "$p0" $k)))
   dk=$(($(get "$t1" $k) - $(get "$t0" $k)))
   tol=$(($(hget "$h1" $g skipped) - $(hget "$h0" $g skipped) + $(hget "$h1" $g errors) - $(hget "$h0" $g errors)))
-  [ "$race" = 0 ] || extra=$(((dk * race + 999) / 1000))
   local d=$((dp - dk)) why="tolerance $tol"
-  [ "$race" = 0 ] || why="tolerance $tol + $extra for the race"
+  if [ "$race" != 0 ]; then
+    extra=$(((dk * race + 999) / 1000))
+    why="tolerance $tol + $extra for the race"
+  fi
   check "$g $k: plugin +$dp vs kernel +$dk ($why)" [ "${d#-}" -le $((tol + extra)) ]
 }
 within tcp tcp
