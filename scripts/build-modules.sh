@@ -319,6 +319,51 @@ needs_header_fix() {
     return 0
 }
 
+# needs_flush_fix: the runtime's _stp_print_flush() takes its print lock before it looks for
+# anything to send (SystemTap 4.8 and 5.1 alike). The translator ends every probe handler with a
+# flush, printing or not, so every hit of an event probe paid for that lock although our event
+# handlers never print: two atomic read-modify-writes on a counter all CPUs share
+# (_stp_print_ctr), two more on another (_stp_contexts_busy_ctr, in the reentrancy check) and an
+# interrupt save and restore. On a host with many CPUs the shared counters' cache lines move
+# between CPUs at every packet, which eBPF at the same probe points never pays.
+needs_flush_fix() {
+    local pr=$STAP_RUNTIME_SRC/linux/print.c
+    [ -f "$pr" ] || { warn "$pr not found; no print flush fix"; return 1; }
+    awk '/^static inline void _stp_print_flush\(void\)/ { f = 1 } f && /_stp_print_trylock_irqsave\(&flags\)/ { ok = 1; exit }
+         f && /^}/ { exit } END { exit !ok }' "$pr" ||
+        { warn "$pr: unknown _stp_print_flush(); no print flush fix"; return 1; }
+    grep -q 'collectd-stap runtime fix: an empty buffer' "$pr" && return 1
+    info "runtime fix needed: every probe's closing print flush takes the print lock even with nothing to print"
+    return 0
+}
+
+# fix_flush DIR: _stp_print_flush() returns at once when this CPU's print buffer is empty, before
+# the lock. The same outcome as before (__stp_print_flush() returns at once for an empty buffer,
+# and a CPU without a buffer made the lock fail), without the lock. It reads what the locked
+# path reads first too, unlocked (the per-CPU log and its buffer pointer; the callers run on
+# one CPU with preemption off, which the locked path needs as well); output a handler printed
+# is in its own CPU's buffer and so is seen, and anything an NMI adds later is flushed by that
+# NMI's own probe.
+fix_flush() {
+    local pr=$1/linux/print.c
+    # shellcheck disable=SC2016
+    awk '
+        /^static inline void _stp_print_flush\(void\)/ { f = 1 }
+        f && /_stp_print_trylock_irqsave\(&flags\)/ && !done {
+            print "\t/* collectd-stap runtime fix: an empty buffer has nothing to flush; return before"
+            print "\t   the print lock (atomic operations on counters shared by all CPUs), which every"
+            print "\t   probe handler would otherwise take at its end, printing or not. */"
+            print "\tlog = per_cpu_ptr(_stp_log_pcpu, raw_smp_processor_id());"
+            print "\tif (likely(log->buf == NULL || READ_ONCE(log->len) == 0))"
+            print "\t\treturn;"
+            print ""
+            done = 1
+        }
+        { print }' "$pr" >"$pr.new" && mv "$pr.new" "$pr"
+    grep -q 'collectd-stap runtime fix: an empty buffer' "$pr" &&
+        grep -q 'if (likely(log->buf == NULL || READ_ONCE(log->len) == 0))' "$pr"
+}
+
 # fix_task_work DIR: the copy calls task_work_cancel_func().
 fix_task_work() {
     sed -i \
@@ -375,6 +420,7 @@ prepare_runtime() {
     local fixes=() f
     needs_task_work_fix && fixes+=(task_work)
     needs_header_fix && fixes+=(header)
+    needs_flush_fix && fixes+=(flush)
     [ ${#fixes[@]} -gt 0 ] || return 0
 
     local stapver dir tag

@@ -138,7 +138,7 @@ PY
   done
 fi
 
-# ---- Part 3: the runtime fix for SystemTap 4.8's print flush ----------------------------------
+# ---- Part 3: the runtime fixes of the print flush (4.8's header; every version's empty flush) --
 # The functions of scripts/build-modules.sh that detect and apply it, on copies of the two files
 # it touches: a 4.8-style runtime (a flush whose header does not fit is dropped) gets the call
 # that closes the sub-buffer before the header is reserved; a 5.x-style one (it pads and
@@ -189,6 +189,53 @@ if cp -a /usr/share/systemtap/runtime "$rt/host" 2>/dev/null; then
   check "the host's runtime ($(stap -V 2>&1 | head -n 1 | grep -o 'version [0-9.]*' | head -n 1)): fixed or left alone, never unknown" \
     grep -qx -e fixed -e "left alone" "$rt/host.log"
   check "the host's runtime: no warning" bash -c '! grep -q "^warn" "$1"' _ "$rt/host.log"
+fi
+
+# The print flush fix: every probe handler ends with _stp_print_flush(), which takes the print
+# lock (atomics on counters all CPUs share) before it finds the buffer empty. 4.8 and 5.1 have
+# the same function: the copy returns for an empty buffer before the lock; a function of another
+# shape is left alone with a warning (never patched blind).
+mkdir -p "$rt/pf/linux" "$rt/pf-other/linux"
+cat >"$rt/pf/linux/print.c" <<'C'
+static inline void _stp_print_flush(void)
+{
+	struct _stp_log *log;
+	unsigned long flags;
+
+	if (!_stp_print_trylock_irqsave(&flags))
+		return;
+
+	log = per_cpu_ptr(_stp_log_pcpu, raw_smp_processor_id());
+	__stp_print_flush(log);
+	_stp_print_unlock_irqrestore(&flags);
+}
+C
+printf 'static inline void _stp_print_flush(void)\n{\n\tstp_flush_all();\n}\n' >"$rt/pf-other/linux/print.c"
+flushfns=$(sed -n '/^needs_flush_fix() {/,/^}/p; /^fix_flush() {/,/^}/p' "$top/scripts/build-modules.sh")
+flushfix() { # DIR
+  (info() { echo "info: $*"; }; warn() { echo "warn: $*"; }
+   eval "$flushfns"; STAP_RUNTIME_SRC=$1
+   export STAP_RUNTIME_SRC
+   if needs_flush_fix; then fix_flush "$1" && echo "fixed"; else echo "left alone"; fi)
+}
+flushfix "$rt/pf" >"$rt/pf.log" 2>&1
+check "print flush: the fix is applied" grep -qx fixed "$rt/pf.log"
+pr=$rt/pf/linux/print.c
+check "print flush: an empty buffer returns before the print lock" \
+  test "$(lines_of "$pr" 'READ_ONCE(log->len) == 0')" -lt "$(lines_of "$pr" '_stp_print_trylock_irqsave(&flags)')"
+check "print flush: the fast path returns, the locked path is unchanged" \
+  bash -c 'grep -A1 "READ_ONCE(log->len) == 0" "$1" | tail -n 1 | grep -q "^[[:space:]]*return;" &&
+           grep -q "__stp_print_flush(log);" "$1" && grep -q "_stp_print_unlock_irqrestore(&flags);" "$1"' _ "$pr"
+flushfix "$rt/pf" >"$rt/pf.again.log" 2>&1
+check "print flush: a fixed copy is not fixed twice" grep -qx "left alone" "$rt/pf.again.log"
+check "print flush: one fast path in the copy" test "$(grep -c 'READ_ONCE(log->len) == 0' "$pr")" = 1
+flushfix "$rt/pf-other" >"$rt/pf-other.log" 2>&1
+check "print flush of another shape: left alone, with a warning naming the file" \
+  bash -c 'grep -qx "left alone" "$1" && grep -q "^warn: .*pf-other/linux/print.c: unknown _stp_print_flush" "$1"' _ "$rt/pf-other.log"
+if [ -d "$rt/host" ]; then
+  flushfix "$rt/host" >"$rt/host-flush.log" 2>&1
+  check "the host's runtime: the print flush fix applies (4.8 and 5.1 have the same function)" \
+    grep -qx fixed "$rt/host-flush.log"
 fi
 
 # The error for a kernel whose sign-file is nowhere names the path and what to do.
