@@ -21,6 +21,11 @@
 #                                   more configurations: a group's module loaded alone with
 #                                   these parameters (the cost of an opt-in feature; only for
 #                                   groups in BENCH_KERNEL_GROUPS; "" for none)
+#   BENCH_KERNEL_COMPARE=DIR        also all groups from another build of the modules for the same
+#                                   kernel (e.g. a copy of build/modules/KVER made before a change),
+#                                   right after this build's, in the same boot: row "all@other"
+#   BENCH_KERNEL_ALONE=0            skip each group alone: only all groups (with COMPARE, an A/B
+#                                   of two builds in about 8 min)
 #   BENCH_KERNEL_TIMING=1           load modules built with -DSTP_TIMING (in $(BENCH_KERNEL_DIR)/
 #                                   timing-modules): each module reports, when stopped, how many
 #                                   cycles its handler took per probe point (fastest / mean hit),
@@ -41,6 +46,8 @@ BENCH_KERNEL_BPFTRACE ?= 1
 BENCH_KERNEL_RR_CPU ?= same
 BENCH_KERNEL_TIMING ?= 0
 BENCH_KERNEL_VARIANTS ?= netdev+txq_latency=1
+BENCH_KERNEL_COMPARE ?=
+BENCH_KERNEL_ALONE ?= 1
 BENCH_KERNEL_TIMEOUT ?= 2700
 BENCH_KERNEL_DIR := $(BUILD)/bench/kernel
 
@@ -66,6 +73,9 @@ bench-kernel: $(BENCH_KERNEL_DIR)/netbench | deps-kernel deps-bench-kernel
 	  $(MAKE) --no-print-directory modules KVER=$$kver MODULES="$$groups"; \
 	  mods=$(abspath $(BUILD))/modules/$$kver; \
 	fi; \
+	for g in $(if $(BENCH_KERNEL_COMPARE),$$groups); do \
+	  [ -f "$(BENCH_KERNEL_COMPARE)/collectd_stap_$$g.ko" ] || { echo "bench-kernel: BENCH_KERNEL_COMPARE=$(BENCH_KERNEL_COMPARE) has no collectd_stap_$$g.ko: give a build/modules/$$kver directory of the other build" >&2; exit 2; }; \
+	done; \
 	run=$(abspath $(BENCH_KERNEL_DIR))/run; rm -rf $$run; mkdir -p $$run; \
 	python3 tests/bench/kernel/probes.py $$mods $$run/probes $$groups; \
 	{ echo "loadavg at start $$(cut -d' ' -f1-3 /proc/loadavg)"; echo "$$(nproc) cores"; } >$$run/host.txt; \
@@ -75,6 +85,7 @@ bench-kernel: $(BENCH_KERNEL_DIR)/netbench | deps-kernel deps-bench-kernel
 	  --timeout $(BENCH_KERNEL_TIMEOUT) tests/bench/kernel/guest.sh \
 	  duration=$(BENCH_KERNEL_DURATION) warmup=$(BENCH_KERNEL_WARMUP) reps=$(BENCH_KERNEL_REPS) \
 	  base_reps=$(BENCH_KERNEL_BASE_REPS) bpftrace=$(BENCH_KERNEL_BPFTRACE) rr_cpu=$(BENCH_KERNEL_RR_CPU) modules=$$mods \
+	  alone=$(BENCH_KERNEL_ALONE) $(if $(BENCH_KERNEL_COMPARE),compare=$(abspath $(BENCH_KERNEL_COMPARE))) \
 	  groups=$$(echo $$groups $$variants | tr ' ' ,) || rc=$$?; \
 	kill $$lpid 2>/dev/null; \
 	echo "loadavg at end $$(cut -d' ' -f1-3 /proc/loadavg)" >>$$run/host.txt; \

@@ -4,6 +4,10 @@
 #   guest.sh duration=S warmup=S reps=N base_reps=N groups=g1,g2,... [bpftrace=1] [rr_cpu=same|other]
 #            [modules=DIR]   (default: build/modules/KVER; `make bench-kernel BENCH_KERNEL_TIMING=1`
 #                            passes a directory of -DSTP_TIMING builds)
+#            [compare=DIR]   another build of the same modules for this kernel (`make bench-kernel
+#                            BENCH_KERNEL_COMPARE=DIR`): all groups from DIR, right after all groups
+#                            from modules=DIR, as configuration "all@other"
+#            [alone=0]       skip each group alone (and the variants): only all groups
 #
 # Three workloads (tests/bench/kernel/netbench.c) over a veth pair: the client in the root
 # namespace on nb0 (10.199.0.1) pinned to vCPU 0, the server in namespace nbs on nb1
@@ -47,7 +51,7 @@ kver=${GUEST_KVER:-$(uname -r)}
 modules=$top/build/modules/$kver
 bin=$top/build/bench/kernel/netbench
 
-duration=1 warmup=0.3 reps=6 base_reps=3 groups='' use_bpf=1 rr_cpu=same
+duration=1 warmup=0.3 reps=6 base_reps=3 groups='' use_bpf=1 rr_cpu=same compare='' alone=1
 for a in "$@"; do
   case "$a" in
   rr_cpu=same | rr_cpu=other) rr_cpu=${a#*=} ;;
@@ -58,6 +62,8 @@ for a in "$@"; do
   groups=*) groups=${a#*=} ;;
   bpftrace=*) use_bpf=${a#*=} ;;
   modules=*) modules=${a#*=} ;;
+  compare=*) compare=${a#*=} ;;
+  alone=0 | alone=1) alone=${a#*=} ;;
   *) echo "guest.sh: unknown argument $a" >&2; exit 2 ;;
   esac
 done
@@ -109,7 +115,7 @@ ip netns add nbs &&
   else
     echo "client: taskset -c 0; server: taskset -c 1 (ip netns exec nbs)"
   fi
-  echo "duration=$duration warmup=$warmup reps=$reps base_reps=$base_reps groups=$groups bpftrace=$use_bpf rr_cpu=$rr_cpu modules=$modules"
+  echo "duration=$duration warmup=$warmup reps=$reps base_reps=$base_reps groups=$groups bpftrace=$use_bpf rr_cpu=$rr_cpu alone=$alone modules=$modules${compare:+ compare=$compare}"
   echo "staprun: $(command -v staprun); bpftrace: $(bpftrace --version 2>/dev/null)"
   echo "nb0 offloads: $(ethtool -k nb0 2>/dev/null | awk '/^(tcp-segmentation-offload|generic-receive-offload|generic-segmentation-offload):/ { printf "%s ", $0 }')"
 } >"$out/setup.txt"
@@ -388,13 +394,21 @@ event "start: ${#glist[@]} groups"
 baseline
 plain=()
 for g in "${glist[@]}"; do
+  [ "${g%%+*}" = "$g" ] && plain+=("$g")
+  [ "$alone" = 1 ] || continue
   stap_config "$g" "$g"
   [ "${g%%+*}" = "$g" ] || continue
   bpf_config "$g" "$g"
-  plain+=("$g")
 done
-if [ ${#plain[@]} -gt 1 ]; then
+if [ ${#plain[@]} -gt 1 ] || [ "$alone" = 0 ]; then
   stap_config all "${plain[@]}"
+  if [ -n "$compare" ]; then
+    # The other build, next to this one (a baseline block between them): modules= is what
+    # stap_start loads from.
+    this_build=$modules modules=$compare
+    stap_config all@other "${plain[@]}"
+    modules=$this_build
+  fi
   bpf_config all "${plain[@]}"
 fi
 

@@ -144,6 +144,11 @@ def timing_section(run, groups):
             "| group | loaded | probe point | hits | fastest | mean |", "|---|---|---|---|---|---|"] + L + [""]
 
 
+def is_all(cfg):
+    """The configurations that load every group: this build's, and another build's."""
+    return cfg in ("all", "all@other")
+
+
 def main():
     if len(sys.argv) != 4:
         sys.exit("usage: report.py RUN_DIR MD_OUT PLOT_DIR")
@@ -161,10 +166,12 @@ def main():
         c = blocks[b]["config"]
         if blocks[b]["kind"] != "base" and c not in configs:
             configs.append(c)
-    if "all" in configs:
-        configs.remove("all")
-        configs.append("all")
-    groups = [c for c in configs if c != "all"]
+    # "all@other": all groups from another build (BENCH_KERNEL_COMPARE), right after "all".
+    for whole in ("all", "all@other"):
+        if whole in configs:
+            configs.remove(whole)
+            configs.append(whole)
+    groups = [c for c in configs if not is_all(c)]
     # Variants (GROUP+param=value: one group's module with parameters) are not more groups.
     ngroups = len([g for g in groups if "+" not in g])
 
@@ -181,7 +188,11 @@ def main():
         return ratio(blocks, b, w)
 
     def label(cfg):
-        return "all %d groups" % ngroups if cfg == "all" else cfg
+        # With BENCH_KERNEL_ALONE=0 no group ran alone: count the groups the guest was given.
+        n = ngroups or len([g for g in params.get("groups", "").split(",") if g and "+" not in g])
+        if cfg == "all@other":
+            return "all %d groups, other build (%s)" % (n, params.get("compare", "?"))
+        return "all %d groups" % n if cfg == "all" else cfg
 
     # Noise floor: inner baseline blocks against their neighbours.
     base_blocks = [b for b in sorted(blocks) if blocks[b]["kind"] == "base"]
@@ -295,6 +306,12 @@ def main():
              "the modules attach such a point once each)."
              % (params.get("warmup", "?"), params.get("duration", "?"),
                 params.get("reps", "?"), params.get("base_reps", "?")))
+    if params.get("compare"):
+        L.append("- \"all@other\": every group's module from another build for this kernel (%s), "
+                 "loaded the same way right after this build's, a baseline block between them: the "
+                 "two builds' cost side by side in one boot." % params["compare"])
+    if params.get("alone") == "0":
+        L.append("- Groups alone were skipped (`BENCH_KERNEL_ALONE=0`).")
     if times:
         L.append("- VM time: %s s wall (boot %s s, benchmark %s s)." % (
             times.get("wall", "?").strip(), times.get("boot_to_script", "?").strip(),
@@ -322,7 +339,7 @@ def main():
     L.append("|---|---|---|---|---|")
     for cfg in configs:
         npro = 0
-        if cfg != "all":
+        if not is_all(cfg):
             try:
                 npro = sum(1 for _ in open(os.path.join(run, "probes", cfg + ".probes")))
             except OSError:
@@ -339,7 +356,7 @@ def main():
         except OSError:
             pass
         hits, _ = bpf_hits(sorted(glob.glob(os.path.join(run, "bpf", cfg + ".[0-9]*.out"))))
-        if cfg != "all":
+        if not is_all(cfg):
             s1 = last_batch_health(os.path.join(run, "stap", "%s.%s.out" % (cfg, cfg)))
             s2 = last_batch_health(os.path.join(run, "stap", "all.%s.out" % cfg))
             health = "; ".join("-" if a is None else "%d / %d" % (a, b or 0) for a, b in (s1, s2))
@@ -388,7 +405,7 @@ def main():
                 for kind in ("stap", "bpf"):
                     r = cell(kind, cfg, w)
                     vals += ["NaN"] * 3 if r is None else ["%.4f" % x for x in r[:3]]
-                f.write('"%s" %s\n' % ("all" if cfg == "all" else cfg, " ".join(vals)))
+                f.write('"%s" %s\n' % ("all (other build)" if cfg == "all@other" else cfg, " ".join(vals)))
     print("\n".join(L[:len(configs) + 8]))
     return 0
 
