@@ -25,7 +25,7 @@
 #                                   kernel (e.g. a copy of build/modules/KVER made before a change),
 #                                   right after this build's, in the same boot: row "all@other"
 #   BENCH_KERNEL_ALONE=0            skip each group alone: only all groups (with COMPARE, an A/B
-#                                   of two builds in about 8 min)
+#                                   of two builds: 4.7 min here with BENCH_KERNEL_REPS=10)
 #   BENCH_KERNEL_TIMING=1           load modules built with -DSTP_TIMING (in $(BENCH_KERNEL_DIR)/
 #                                   timing-modules): each module reports, when stopped, how many
 #                                   cycles its handler took per probe point (fastest / mean hit),

@@ -164,14 +164,15 @@ static unsigned char *_stp_data_entry_data(void *entry)
 C
 cp "$rt/v48/transport/relay_v2.c" "$rt/v51/transport/"
 sed 's|/\* require|/* Cannot have header straddle sub buffers. */\n&|' "$rt/v48/print_flush.c" >"$rt/v51/print_flush.c"
-fixfns=$(sed -n '/^needs_header_fix() {/,/^}/p; /^fix_header() {/,/^}/p' "$top/scripts/build-modules.sh")
-rtfix() { # DIR: what the build script says and does with a runtime at DIR
+fixfns=$(sed -n '/^needs_header_fix() {/,/^}/p; /^fix_header() {/,/^}/p;
+                /^needs_flush_fix() {/,/^}/p; /^fix_flush() {/,/^}/p' "$top/scripts/build-modules.sh")
+rtfix() { # FIX DIR: what the build script says (needs_FIX_fix) and does (fix_FIX) with a runtime at DIR
   (info() { echo "info: $*"; }; warn() { echo "warn: $*"; }
-   eval "$fixfns"; STAP_RUNTIME_SRC=$1 # read by the functions eval made
+   eval "$fixfns"; STAP_RUNTIME_SRC=$2 # read by the functions eval made
    export STAP_RUNTIME_SRC
-   if needs_header_fix; then fix_header "$1" && echo "fixed"; else echo "left alone"; fi)
+   if "needs_$1_fix"; then "fix_$1" "$2" && echo "fixed"; else echo "left alone"; fi)
 }
-rtfix "$rt/v48" >"$rt/v48.log" 2>&1
+rtfix header "$rt/v48" >"$rt/v48.log" 2>&1
 check "4.8 print flush: the fix is applied" grep -qx fixed "$rt/v48.log"
 check "4.8 print flush: room for the header is made before it is reserved" \
   test "$(grep -A1 '_stp_data_write_make_room(hlen + 1);' "$rt/v48/print_flush.c" | tail -n 1 | tr -d ' ')" = \
@@ -181,11 +182,11 @@ rv=$rt/v48/transport/relay_v2.c
 check "4.8 relay: the helper closes the sub-buffer as padding, and is defined before its use" \
   test "$(lines_of "$rv" '^static void _stp_data_write_make_room')" -lt "$(lines_of "$rv" '__stp_relay_switch_subbuf(buf, 0);')" \
   -a "$(lines_of "$rv" '__stp_relay_switch_subbuf(buf, 0);')" -lt "$(lines_of "$rv" '^static unsigned char \*_stp_data_entry_data')"
-rtfix "$rt/v51" >"$rt/v51.log" 2>&1
+rtfix header "$rt/v51" >"$rt/v51.log" 2>&1
 check "5.x print flush (pads and retries): left alone" grep -qx "left alone" "$rt/v51.log"
 check "5.x print flush: unchanged" bash -c '! grep -q make_room "$1/print_flush.c" "$1/transport/relay_v2.c"' _ "$rt/v51"
 if cp -a /usr/share/systemtap/runtime "$rt/host" 2>/dev/null; then
-  rtfix "$rt/host" >"$rt/host.log" 2>&1
+  rtfix header "$rt/host" >"$rt/host.log" 2>&1
   check "the host's runtime ($(stap -V 2>&1 | head -n 1 | grep -o 'version [0-9.]*' | head -n 1)): fixed or left alone, never unknown" \
     grep -qx -e fixed -e "left alone" "$rt/host.log"
   check "the host's runtime: no warning" bash -c '! grep -q "^warn" "$1"' _ "$rt/host.log"
@@ -211,14 +212,7 @@ static inline void _stp_print_flush(void)
 }
 C
 printf 'static inline void _stp_print_flush(void)\n{\n\tstp_flush_all();\n}\n' >"$rt/pf-other/linux/print.c"
-flushfns=$(sed -n '/^needs_flush_fix() {/,/^}/p; /^fix_flush() {/,/^}/p' "$top/scripts/build-modules.sh")
-flushfix() { # DIR
-  (info() { echo "info: $*"; }; warn() { echo "warn: $*"; }
-   eval "$flushfns"; STAP_RUNTIME_SRC=$1
-   export STAP_RUNTIME_SRC
-   if needs_flush_fix; then fix_flush "$1" && echo "fixed"; else echo "left alone"; fi)
-}
-flushfix "$rt/pf" >"$rt/pf.log" 2>&1
+rtfix flush "$rt/pf" >"$rt/pf.log" 2>&1
 check "print flush: the fix is applied" grep -qx fixed "$rt/pf.log"
 pr=$rt/pf/linux/print.c
 check "print flush: an empty buffer returns before the print lock" \
@@ -226,14 +220,14 @@ check "print flush: an empty buffer returns before the print lock" \
 check "print flush: the fast path returns, the locked path is unchanged" \
   bash -c 'grep -A1 "READ_ONCE(log->len) == 0" "$1" | tail -n 1 | grep -q "^[[:space:]]*return;" &&
            grep -q "__stp_print_flush(log);" "$1" && grep -q "_stp_print_unlock_irqrestore(&flags);" "$1"' _ "$pr"
-flushfix "$rt/pf" >"$rt/pf.again.log" 2>&1
+rtfix flush "$rt/pf" >"$rt/pf.again.log" 2>&1
 check "print flush: a fixed copy is not fixed twice" grep -qx "left alone" "$rt/pf.again.log"
 check "print flush: one fast path in the copy" test "$(grep -c 'READ_ONCE(log->len) == 0' "$pr")" = 1
-flushfix "$rt/pf-other" >"$rt/pf-other.log" 2>&1
+rtfix flush "$rt/pf-other" >"$rt/pf-other.log" 2>&1
 check "print flush of another shape: left alone, with a warning naming the file" \
   bash -c 'grep -qx "left alone" "$1" && grep -q "^warn: .*pf-other/linux/print.c: unknown _stp_print_flush" "$1"' _ "$rt/pf-other.log"
 if [ -d "$rt/host" ]; then
-  flushfix "$rt/host" >"$rt/host-flush.log" 2>&1
+  rtfix flush "$rt/host" >"$rt/host-flush.log" 2>&1
   check "the host's runtime: the print flush fix applies (4.8 and 5.1 have the same function)" \
     grep -qx fixed "$rt/host-flush.log"
 fi

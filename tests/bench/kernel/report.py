@@ -144,9 +144,13 @@ def timing_section(run, groups):
             "| group | loaded | probe point | hits | fastest | mean |", "|---|---|---|---|---|---|"] + L + [""]
 
 
+# The configurations that load every group, in report order: this build's, and another build's
+# ("all@other", BENCH_KERNEL_COMPARE).
+WHOLE = ("all", "all@other")
+
+
 def is_all(cfg):
-    """The configurations that load every group: this build's, and another build's."""
-    return cfg in ("all", "all@other")
+    return cfg in WHOLE
 
 
 def main():
@@ -166,8 +170,7 @@ def main():
         c = blocks[b]["config"]
         if blocks[b]["kind"] != "base" and c not in configs:
             configs.append(c)
-    # "all@other": all groups from another build (BENCH_KERNEL_COMPARE), right after "all".
-    for whole in ("all", "all@other"):
+    for whole in WHOLE:
         if whole in configs:
             configs.remove(whole)
             configs.append(whole)
